@@ -1,0 +1,14 @@
+# SPDX-License-Identifier: Apache-2.0
+# Compiler flags for dspark's own targets only (never for third-party headers).
+function(dspark_target_flags target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -O3>
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall>)
+  if(DSPARK_NATIVE_ARCH)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
+  endif()
+endfunction()
+
+if(DSPARK_OPENMP)
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+endif()

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: cpu/. Run-time ISA dispatch: kernels are compiled for baseline x86-64 and for AVX2; both
+// are built without FP contraction, so they return bit-identical results.
+#include "cpu/verify.h"
+
+namespace dspark::cpu {
+
+static bool has_avx2() {
+#if defined(__x86_64__) && defined(DSPARK_HAVE_AVX2_VARIANT)
+  static const bool ok = __builtin_cpu_supports("avx2");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+const char* isa_name() { return has_avx2() ? "avx2" : "generic"; }
+
+void verify_batch(const VerifyParams& P) {
+#if defined(DSPARK_HAVE_AVX2_VARIANT)
+  if (has_avx2()) return cpu_avx2::verify_batch(P);
+#endif
+  cpu_generic::verify_batch(P);
+}
+
+}  // namespace dspark::cpu

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: cuda/. CUDA backend of verify_batch: one CTA per request. Every thread runs the shared
+// walk (include/dspark/verify/walk.h); row-wide work is split over the CTA and combined with block
+// reductions whose results every thread receives, so control flow stays uniform. The per-element
+// maths (weights, residual chain, Philox, exponential race) is the same code the CPU runs.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/cuda_check.h"
+#include "cuda/verify.h"
+#include "dspark/verify/walk.h"
+
+namespace dspark::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+// ---------------------------------------------------------------------------------------------
+// Block reductions: every thread returns the CTA-wide result.
+
+struct Smem {
+  float f[kWarps];
+  int32_t i[kWarps];
+};
+
+__device__ float block_sum(float v, Smem& s) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) s.f[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float t = 0.0f;
+  for (int w = 0; w < kWarps; ++w) t += s.f[w];  // fixed order: every thread gets the same sum
+  return t;
+}
+
+/// Maximum value and the lowest index holding it (ties and NaNs as in the CPU backend).
+__device__ void block_argmax(float& v, int32_t& idx, Smem& s) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > v || (ov == v && oi < idx)) {
+      v = ov;
+      idx = oi;
+    }
+  }
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) {
+    s.f[threadIdx.x >> 5] = v;
+    s.i[threadIdx.x >> 5] = idx;
+  }
+  __syncthreads();
+  v = s.f[0];
+  idx = s.i[0];
+  for (int w = 1; w < kWarps; ++w)
+    if (s.f[w] > v || (s.f[w] == v && s.i[w] < idx)) {
+      v = s.f[w];
+      idx = s.i[w];
+    }
+}
+
+template <typename TT, typename TQ>
+struct CudaVerifyOps {
+  using TargetT = TT;
+  using DraftT = TQ;
+  const VerifyParams& P;
+  Smem& s;
+
+  __device__ bool leader() const { return threadIdx.x == 0; }
+  __device__ const TT* target_row(int64_t row) const {
+    return static_cast<const TT*>(P.target) + row * P.target_row_stride;
+  }
+  __device__ const TQ* draft_row(int64_t node) const {
+    return static_cast<const TQ*>(P.draft_q) + node * P.draft_q_row_stride;
+  }
+
+  template <typename T>
+  __device__ void max_argmax(const T* x, float& m, int32_t& arg) {
+    m = kNegInf;
+    arg = 0x7fffffff;
+    for (int32_t v = threadIdx.x; v < P.vocab_size; v += kThreads) {
+      const float y = load_float(x, v);
+      if (y > m) {
+        m = y;
+        arg = v;
+      }
+    }
+    block_argmax(m, arg, s);
+    if (arg == 0x7fffffff) arg = 0;
+  }
+
+  template <typename F>
+  __device__ float sum(int32_t lo, int32_t hi, F f) {
+    float acc = 0.0f;
+    for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) acc += f(v);
+    return block_sum(acc, s);
+  }
+
+  /// Largest t (over float bit patterns in [0, hi_bits]) with pred(t); pred(0) must hold.
+  template <typename Pred>
+  __device__ float bisect(uint32_t hi_bits, Pred pred) {
+    uint32_t lo = 0, hi = hi_bits;
+    while (lo < hi) {
+      const uint32_t mid = lo + (hi - lo + 1) / 2;
+      if (pred(bits_to_float(mid))) lo = mid;
+      else hi = mid - 1;
+    }
+    return bits_to_float(lo);
+  }
+
+  __device__ RowStats stats(int64_t row, const RowParams& rp) {
+    RowStats st;
+    const TT* x = target_row(row);
+    const int32_t V = P.vocab_size;
+    const bool probs = P.target_is_probs;
+    if (rp.greedy) {
+      max_argmax(x, st.max, st.argmax);
+      if (P.logprobs && !probs) {
+        const float m = st.max;
+        st.log_z = dlog(sum(0, V, [&](int32_t v) { return dexp(load_float(x, v) - m); }));
+      }
+      return st;
+    }
+    const bool trunc = rp.truncates(V);
+    if (probs && rp.inv_temp == 1.0f && !trunc) return st;
+    if (!probs) max_argmax(x, st.max, st.argmax);
+    const float m = st.max, it = rp.inv_temp;
+    auto w = [&](int32_t v) { return raw_weight(load_float(x, v), m, it, probs); };
+    float thr = 0.0f;
+    if (trunc) {
+      float wmax = kNegInf;
+      int32_t unused = 0;
+      for (int32_t v = threadIdx.x; v < V; v += kThreads) wmax = fmaxf(wmax, w(v));
+      block_argmax(wmax, unused, s);
+      const uint32_t hi_bits = float_to_bits(wmax);
+      if (rp.top_k > 0 && rp.top_k < V) {
+        const float k = float(rp.top_k);
+        thr = bisect(hi_bits, [&](float t) {
+          return sum(0, V, [&](int32_t v) { return w(v) >= t ? 1.0f : 0.0f; }) >= k;
+        });
+      }
+      if (rp.top_p < 1.0f) {
+        const float thr_k = thr;
+        const float target =
+            rp.top_p * sum(0, V, [&](int32_t v) { const float y = w(v); return y >= thr_k ? y : 0.0f; });
+        const float thr_p = bisect(hi_bits, [&](float t) {
+          const float c = fmaxf(t, thr_k);
+          return sum(0, V, [&](int32_t v) { const float y = w(v); return y >= c ? y : 0.0f; }) >= target;
+        });
+        thr = fmaxf(thr, thr_p);
+      }
+      thr = fmaxf(thr, rp.min_p * wmax);
+    }
+    st.thr = thr;
+    const float z = sum(0, V, [&](int32_t v) { const float y = w(v); return y >= thr ? y : 0.0f; });
+    st.inv_z = 1.0f / z;
+    st.log_z = dlog(z);
+    return st;
+  }
+
+  __device__ QStats qstats(int64_t node) {
+    QStats qs;
+    const TQ* q = draft_row(node);
+    int32_t arg;
+    max_argmax(q, qs.max, arg);
+    const float m = qs.max;
+    qs.inv_z = 1.0f / sum(0, P.vocab_size, [&](int32_t v) { return dexp(load_float(q, v) - m); });
+    return qs;
+  }
+
+  __device__ float residual_at(int32_t v, int64_t row, const RowStats& st, const RowParams& rp,
+                               const ResidualState& rs, int64_t qnode, const QStats& qs) {
+    const float p0 = target_prob(target_row(row), v, st, rp.inv_temp, P.target_is_probs);
+    if (rs.num == rs.start) return p0;
+    const float qv = qnode >= 0 ? draft_prob(draft_row(qnode), v, qs, P.q_kind == DraftQ::kLogits)
+                                : 0.0f;
+    return residual_prob(rs, rs.num, P.q_kind, P.sampling, v, p0, qv);
+  }
+
+  __device__ float residual_mass(int64_t row, const RowStats& st, const RowParams& rp,
+                                 const ResidualState& rs, int64_t qnode, const QStats& qs) {
+    return sum(0, P.vocab_size,
+               [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs); });
+  }
+
+  __device__ int32_t sample(int64_t row, const RowStats& st, const RowParams& rp,
+                            const ResidualState& rs, int64_t qnode, const QStats& qs,
+                            uint64_t seed, uint64_t offset, int32_t node) {
+    const int32_t V = P.vocab_size;
+    auto f = [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs); };
+    float best_key = 0.0f, key;
+    int32_t best_block = -1;
+    for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
+      const float mass = sum(lo, min(V, lo + kRaceBlock), f);
+      if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
+        best_key = key;
+        best_block = b;
+      }
+    }
+    if (best_block < 0) return st.argmax;
+    const int32_t lo = best_block * kRaceBlock, hi = min(V, lo + kRaceBlock);
+    float tkey = 0.0f;
+    int32_t tbest = 0x7fffffff;
+    for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) {
+      float e[4];
+      token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+      if (race_better(f(v), e[v & 3], tkey, key)) {
+        tkey = key;
+        tbest = v;
+      }
+    }
+    block_argmax(tkey, tbest, s);
+    return tbest == 0x7fffffff ? lo : tbest;
+  }
+};
+
+template <typename TT, typename TQ>
+__global__ void __launch_bounds__(kThreads) verify_batch_kernel(const VerifyParams P) {
+  __shared__ Smem smem;
+  CudaVerifyOps<TT, TQ> ops{P, smem};
+  verify_request(P, int32_t(blockIdx.x), ops);
+}
+
+}  // namespace
+
+void verify_batch(const VerifyParams& P, int device_id, int64_t stream) {
+  DSPARK_CUDA_CHECK(cudaSetDevice(device_id));
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  DSPARK_DISPATCH_FLOAT(P.target_dtype, TT, [&] {
+    DSPARK_DISPATCH_FLOAT(P.draft_q_dtype, TQ, [&] {
+      verify_batch_kernel<TT, TQ><<<P.num_requests, kThreads, 0, s>>>(P);
+    });
+  });
+  DSPARK_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace dspark::cuda

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: include/ (header-only, framework-free). Must not include torch, pybind11 or CUDA runtime APIs.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define DSPARK_HOST_DEVICE __host__ __device__ __forceinline__
+#define DSPARK_DEVICE __device__ __forceinline__
+#else
+#define DSPARK_HOST_DEVICE inline
+#define DSPARK_DEVICE inline
+#endif
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace dspark {
+
+/// Concatenates its arguments with operator<< (used to build error messages on the host).
+template <typename... Args>
+inline std::string str_cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+}  // namespace dspark
+
+/// Host-side check that throws std::invalid_argument (pybind11 maps it to ValueError).
+#define DSPARK_CHECK(cond, ...)                                           \
+  do {                                                                    \
+    if (!(cond)) throw std::invalid_argument(::dspark::str_cat(__VA_ARGS__)); \
+  } while (0)

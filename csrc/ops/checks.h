@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: ops/. Named, table-driven tensor checks (mirrors python/dspark/_checks.py). Throw
+// std::invalid_argument, which pybind11 turns into ValueError, naming the argument and what was
+// expected and given.
+#pragma once
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "dspark/tensor_view.h"
+
+namespace dspark::ops {
+
+/// Shape "(4, 7, 32000)" of a view.
+std::string shape_str(const TensorView& t);
+
+/// Checks dtype (one of `dtypes`), rank and sizes (-1 = any) and that the last dim is contiguous.
+void check_tensor(const TensorView& t, const char* name, std::initializer_list<DType> dtypes,
+                  const std::vector<int64_t>& shape);
+
+/// Checks that `t` lives on the same device as `ref` (named by `ref_name`).
+void check_same_device(const TensorView& t, const char* name, const TensorView& ref,
+                       const char* ref_name);
+
+}  // namespace dspark::ops

@@ -1,0 +1,75 @@
+"""Named, table-driven argument checks (mirrored in C++ by csrc/ops/checks.h).
+
+Every message names the argument, what was expected and what was given, e.g.
+``draft_probs: expected dtype float32|bfloat16|float16, got int64``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["as_request_tensor", "check_tensor", "fmt_shape"]
+
+
+def fmt_shape(shape: Sequence[int | None]) -> str:
+    """Format a shape like ``(4, *, 7)`` (None = any size)."""
+    parts = ["*" if s is None else str(int(s)) for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def check_tensor(
+    name: str,
+    t: object,
+    *,
+    dtypes: Sequence[torch.dtype] | None = None,
+    shape: Sequence[int | None] | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Check that ``t`` is a tensor with an allowed dtype, shape and device; return it.
+
+    Raises
+    ------
+    TypeError
+        ``t`` is not a tensor or has a dtype outside ``dtypes``.
+    ValueError
+        Wrong rank, size or device.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if dtypes is not None and t.dtype not in dtypes:
+        allowed = "|".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise TypeError(
+            f"{name}: expected dtype {allowed}, got {str(t.dtype).removeprefix('torch.')}"
+        )
+    if shape is not None:
+        ok = t.dim() == len(shape) and all(s is None or s == n for s, n in zip(shape, t.shape))
+        if not ok:
+            raise ValueError(
+                f"{name}: expected shape {fmt_shape(shape)}, got {fmt_shape(tuple(t.shape))}"
+            )
+    if device is not None and t.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device}, got one on {t.device}")
+    return t
+
+
+def as_request_tensor(
+    name: str,
+    value: object,
+    num_requests: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Turn a per-request argument (None, a Python scalar, or a [R] tensor) into a [R] tensor."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number or a tensor of shape ({num_requests},), got bool")
+    if isinstance(value, (int, float)):
+        return torch.full((num_requests,), value, dtype=dtype, device=device)
+    t = check_tensor(name, value, shape=(num_requests,), device=device)
+    if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
+        kind = "floating" if dtype.is_floating_point else "integer"
+        raise TypeError(f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}")
+    return t.to(dtype).contiguous()
