@@ -9,7 +9,8 @@
 #include "dspark/dtype.h"
 #include "dspark/math.h"
 
-namespace dspark::cpu {
+// Per-ISA copies: this header is only included by the ISA-variant TUs (see CMakeLists.txt).
+namespace dspark::cpu::DSPARK_CPU_ISA_NS {
 
 constexpr int32_t kChunk = 2048;  // L1-sized chunk for the max / argmax scan
 
@@ -94,4 +95,4 @@ inline float top_p_threshold(float* w, int64_t n, double target) {
   return 0.0f;  // rounding left the target out of reach: keep everything
 }
 
-}  // namespace dspark::cpu
+}  // namespace dspark::cpu::DSPARK_CPU_ISA_NS

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/parallel.h"
+#include "cpu/row_kernels.h"
 #include "cpu/row_ops.h"
 #include "cpu/verify.h"
 #include "dspark/verify/walk.h"
@@ -20,8 +21,8 @@ struct CpuVerifyOps {
   using TargetT = TT;
   using DraftT = TQ;
   const VerifyParams& P;
-  std::vector<float>& w;    // scratch: processed weights of a truncated row
-  std::vector<float>& w2;   // scratch: selection copy
+  std::vector<float>& w;   // scratch: weights of a truncated row
+  std::vector<float>& w2;  // scratch: selection copy
 
   bool leader() const { return true; }
   const TT* target_row(int64_t row) const {
@@ -29,6 +30,25 @@ struct CpuVerifyOps {
   }
   const TQ* draft_row(int64_t node) const {
     return static_cast<const TQ*>(P.draft_q) + node * P.draft_q_row_stride;
+  }
+
+  WeightParams weight_params(const RowStats& st, const RowParams& rp) const {
+    WeightParams wp;
+    wp.kind = !P.target_is_probs ? WeightKind::kLogits
+              : rp.inv_temp == 1.0f ? WeightKind::kProbs : WeightKind::kProbsTempered;
+    wp.max = st.max;
+    wp.inv_temp = rp.inv_temp;
+    wp.thr = st.thr;
+    wp.inv_z = st.inv_z;
+    return wp;
+  }
+
+  /// Sum of f over the row in kChunk pieces (double across chunks keeps the total accurate).
+  template <typename F>
+  static double chunked(int32_t n, F&& f) {
+    double s = 0.0;
+    for (int32_t lo = 0; lo < n; lo += kChunk) s += f(lo, std::min(n, lo + kChunk));
+    return s;
   }
 
   RowStats stats(int64_t row, const RowParams& rp) {
@@ -40,25 +60,21 @@ struct CpuVerifyOps {
       row_max_argmax(x, V, st.max, st.argmax);
       if (P.logprobs && !probs) {
         const float m = st.max;
-        st.log_z = float(std::log(row_sum(V, [&](int32_t v) { return dexp(load_float(x, v) - m); })));
+        st.log_z = float(std::log(chunked(V, [&](int32_t lo, int32_t hi) { return sum_exp(x, lo, hi, m); })));
       }
       return st;
     }
     const bool trunc = rp.truncates(V);
     if (probs && rp.inv_temp == 1.0f && !trunc) return st;  // p used as given: gathers only
     if (!probs) row_max_argmax(x, V, st.max, st.argmax);
-    const float m = st.max, it = rp.inv_temp;
+    WeightParams wp = weight_params(st, rp);
+    wp.inv_z = 1.0f;
     double z;
     if (!trunc) {
-      z = row_sum(V, [&](int32_t v) { return raw_weight(load_float(x, v), m, it, probs); });
+      z = chunked(V, [&](int32_t lo, int32_t hi) { return sum_p0(x, lo, hi, wp); });
     } else {
       w.resize(V);
-      float wmax = 0.0f;
-#pragma omp simd reduction(max : wmax)
-      for (int32_t v = 0; v < V; ++v) {
-        w[v] = raw_weight(load_float(x, v), m, it, probs);
-        wmax = std::max(wmax, w[v]);
-      }
+      const float wmax = fill_weights(x, V, wp, w.data());
       float thr = 0.0f;
       if (rp.top_k > 0 && rp.top_k < V) {
         w2.assign(w.begin(), w.end());
@@ -76,8 +92,8 @@ struct CpuVerifyOps {
       }
       thr = std::max(thr, rp.min_p * wmax);
       st.thr = thr;
-      const float* wp = w.data();
-      z = row_sum(V, [&](int32_t v) { return wp[v] >= thr ? wp[v] : 0.0f; });
+      const float* wp0 = w.data();
+      z = chunked(V, [&](int32_t lo, int32_t hi) { return sum_above(wp0 + lo, hi - lo, thr); });
     }
     st.inv_z = float(1.0 / z);
     st.log_z = float(std::log(z));
@@ -90,78 +106,69 @@ struct CpuVerifyOps {
     int32_t arg;
     row_max_argmax(q, P.vocab_size, qs.max, arg);
     const float m = qs.max;
-    qs.inv_z = float(1.0 / row_sum(P.vocab_size, [&](int32_t v) { return dexp(load_float(q, v) - m); }));
+    qs.inv_z = float(1.0 / chunked(P.vocab_size, [&](int32_t lo, int32_t hi) { return sum_exp(q, lo, hi, m); }));
     return qs;
   }
 
-  // Calls body(f) with f(v) = current residual weight at v, picking a vectorisable form for the
-  // common cases (no rejection yet; first rejection) and the general chain otherwise.
-  template <typename Body>
-  auto with_residual(int64_t row, const RowStats& st, const RowParams& rp, const ResidualState& rs,
-                     int64_t qnode, const QStats& qs, Body&& body) {
+  /// Sum over [lo, hi) of the current residual (p0 itself when nothing was rejected).
+  float residual_sum(int32_t lo, int32_t hi, int64_t row, const RowStats& st, const RowParams& rp,
+                     const ResidualState& rs, int64_t qnode, const QStats& qs) const {
     const TT* x = target_row(row);
-    const bool probs = P.target_is_probs;
-    const float m = st.max, it = rp.inv_temp, thr = st.thr, iz = st.inv_z;
-    auto p0 = [=](int32_t v) {
-      const float wv = raw_weight(load_float(x, v), m, it, probs);
-      return wv >= thr ? wv * iz : 0.0f;
-    };
-    const bool q_logits = P.q_kind == DraftQ::kLogits;
+    const WeightParams wp = weight_params(st, rp);
+    if (rs.num == rs.start) return sum_p0(x, lo, hi, wp);
     const TQ* q = qnode >= 0 ? draft_row(qnode) : nullptr;
-    const float qmax = qs.max, qiz = qs.inv_z;
-    auto qv = [=](int32_t v) {
-      const float y = load_float(q, v);
-      return q_logits ? dexp(y - qmax) * qiz : y;
-    };
-    if (rs.num == rs.start) return body(p0);
-    if (rs.num == 1 && P.q_kind != DraftQ::kDeterministic) {
-      const float qsc = rs.qscale[0], is0 = rs.inv_s[0];
-      return body([=](int32_t v) {
-        const float d = p0(v) - qv(v) * qsc;
-        return (d > 0.0f ? d : 0.0f) * is0;
-      });
-    }
-    const DraftQ kind = P.q_kind;
-    const DraftSampling samp = P.sampling;
-    return body([=, &rs](int32_t v) {
-      return residual_prob(rs, rs.num, kind, samp, v, p0(v), q ? qv(v) : 0.0f);
-    });
+    DraftParams dp;
+    dp.logits = P.q_kind == DraftQ::kLogits;
+    dp.max = qs.max;
+    dp.inv_z = qs.inv_z;
+    if (rs.num == 1 && q) return sum_residual1(x, q, lo, hi, wp, dp, rs.qscale[0], rs.inv_s[0]);
+    float s = 0.0f;  // general chain (several rejections at one node): scalar
+    for (int32_t v = lo; v < hi; ++v) s += residual_at(v, x, q, st, rp, rs, qs);
+    return s;
+  }
+
+  float residual_at(int32_t v, const TT* x, const TQ* q, const RowStats& st, const RowParams& rp,
+                    const ResidualState& rs, const QStats& qs) const {
+    const float p0 = target_prob(x, v, st, rp.inv_temp, P.target_is_probs);
+    const float qv = q ? draft_prob(q, v, qs, P.q_kind == DraftQ::kLogits) : 0.0f;
+    return residual_prob(rs, rs.num, P.q_kind, P.sampling, v, p0, qv);
   }
 
   float residual_mass(int64_t row, const RowStats& st, const RowParams& rp,
                       const ResidualState& rs, int64_t qnode, const QStats& qs) {
-    return with_residual(row, st, rp, rs, qnode, qs,
-                         [&](auto f) { return float(row_sum(P.vocab_size, f)); });
+    return float(chunked(P.vocab_size, [&](int32_t lo, int32_t hi) {
+      return residual_sum(lo, hi, row, st, rp, rs, qnode, qs);
+    }));
   }
 
   int32_t sample(int64_t row, const RowStats& st, const RowParams& rp, const ResidualState& rs,
                  int64_t qnode, const QStats& qs, uint64_t seed, uint64_t offset, int32_t node) {
-    return with_residual(row, st, rp, rs, qnode, qs, [&](auto f) -> int32_t {
-      const int32_t V = P.vocab_size;
-      // Stage 1: race between fixed blocks by mass; stage 2: race between the block's tokens.
-      float best_key = 0.0f, key;
-      int32_t best_block = -1;
-      for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-        const float mass = range_sum(lo, std::min(V, lo + kRaceBlock), f);
-        if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
-          best_key = key;
-          best_block = b;
-        }
+    const int32_t V = P.vocab_size;
+    // Stage 1: race between fixed blocks by mass; stage 2: race between the block's tokens.
+    float best_key = 0.0f, key;
+    int32_t best_block = -1;
+    for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
+      const float mass = residual_sum(lo, std::min(V, lo + kRaceBlock), row, st, rp, rs, qnode, qs);
+      if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
+        best_key = key;
+        best_block = b;
       }
-      if (best_block < 0) return st.argmax;  // no mass anywhere (invalid row): see validate="full"
-      const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
-      int32_t best = lo;
-      best_key = 0.0f;
-      float e[4];
-      for (int32_t v = lo; v < hi; ++v) {
-        if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
-        if (race_better(f(v), e[v & 3], best_key, key)) {
-          best_key = key;
-          best = v;
-        }
+    }
+    if (best_block < 0) return st.argmax;  // no mass anywhere (invalid row): see validate="full"
+    const TT* x = target_row(row);
+    const TQ* q = qnode >= 0 ? draft_row(qnode) : nullptr;
+    const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
+    int32_t best = lo;
+    best_key = 0.0f;
+    float e[4];
+    for (int32_t v = lo; v < hi; ++v) {
+      if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+      if (race_better(residual_at(v, x, q, st, rp, rs, qs), e[v & 3], best_key, key)) {
+        best_key = key;
+        best = v;
       }
-      return best;
-    });
+    }
+    return best;
   }
 };
 

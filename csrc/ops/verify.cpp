@@ -134,7 +134,7 @@ void verify_batch(const VerifyArgs& a) {
   if (a.logprobs) check_tensor(*a.logprobs, "out.logprobs", {kF32}, {R, D + 1});
   for (const TensorView* t : {&a.accept_len, &a.num_emitted, &a.final_token, &a.last_row,
                               &a.next_offset, &a.final_is_bonus, &a.tokens, &a.path})
-    DSPARK_CHECK(t->ndim == 1 || t->shape[0] <= 1 || t->strides[0] == t->shape[1],
+    DSPARK_CHECK(t->ndim == 1 || t->shape[0] <= 1 || t->shape[1] == 0 || t->strides[0] == t->shape[1],
                  "out: output tensors must be contiguous");
   DSPARK_CHECK(a.draft_indptr.strides[0] == 1 && a.draft_tokens.strides[0] == 1 &&
                    (!a.parents || a.parents->strides[0] == 1),

@@ -72,4 +72,6 @@ def as_request_tensor(
     if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
         kind = "floating" if dtype.is_floating_point else "integer"
         raise TypeError(f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}")
-    return t.to(dtype).contiguous()
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    return t if t.is_contiguous() else t.contiguous()

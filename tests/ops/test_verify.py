@@ -194,6 +194,14 @@ def test_verify_batch_structure_edge_cases():
     assert rej.emitted_indptr.tolist() == [0, 1, 2]
 
 
+def test_verify_batch_all_requests_without_drafts():
+    target = torch.randn(5, 30)
+    res = dspark.verify_batch(target, torch.zeros(0, dtype=torch.int64), torch.zeros(6, dtype=torch.int32))
+    assert res.tokens.shape == (5, 1) and res.path.shape == (5, 0)
+    assert torch.equal(res.final_token, target.argmax(-1).int())
+    assert res.final_is_bonus.all()
+
+
 def test_verify_batch_max_emit_caps_and_keeps_bonus():
     target = torch.full((4 + 1, 6), -10.0)
     target[:, 1] = 10.0

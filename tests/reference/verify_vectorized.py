@@ -69,3 +69,62 @@ def verify_chain_torch(
     sampled = (w / e).argmax(-1)
     final = torch.where(greedy, argmax[torch.arange(R), k], sampled)
     return accept_len.int(), final.int()
+
+
+def verify_tree_torch(
+    target: torch.Tensor,
+    draft_tokens: torch.Tensor,
+    draft_indptr: torch.Tensor,
+    parents: torch.Tensor,
+    *,
+    draft_probs: torch.Tensor | None = None,
+    temperature: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tree verification as a PyTorch engine without a tree kernel would do it: one batched
+    softmax over every row, then a per-request walk with scalar gathers and row-wide residuals
+    (with-replacement rule). Returns ``(accept_len [R], final_token [R])``."""
+    R = draft_indptr.numel() - 1
+    t = torch.zeros(R) if temperature is None else temperature.float()
+    row_t = torch.repeat_interleave(torch.where(t == 0, 1.0, t), (draft_indptr[1:] - draft_indptr[:-1]).long() + 1)
+    probs = torch.softmax(target.float() / row_t[:, None], dim=-1)
+    argmax = target.argmax(-1)
+    ip, par, tok = draft_indptr.tolist(), parents.tolist(), draft_tokens.tolist()
+    acc_out, final_out = [], []
+    for r in range(R):
+        n0, n = ip[r], ip[r + 1] - ip[r]
+        greedy = float(t[r]) == 0
+        cur, depth = -1, 0
+        while True:
+            row = n0 + r + cur + 1
+            kids = [c for c in range(n) if par[n0 + c] == cur]
+            P, nxt = probs[row], None
+            for c in kids:
+                tk = tok[n0 + c]
+                if greedy:
+                    if tk == int(argmax[row]):
+                        nxt = c
+                        break
+                    continue
+                q = draft_probs[n0 + c].float() if draft_probs is not None else None
+                qt = float(q[tk]) if q is not None else 1.0
+                if float(torch.rand((), generator=generator)) * qt < float(P[tk]):
+                    nxt = c
+                    break
+                if q is None:
+                    q = torch.zeros_like(P)
+                    q[tk] = 1.0
+                res = torch.clamp(P - q, min=0)
+                P = res / res.sum() if float(res.sum()) > 0 else probs[row]
+            if nxt is not None:
+                cur, depth = nxt, depth + 1
+                continue
+            if greedy:
+                final = int(argmax[row])
+            else:
+                e = torch.empty_like(P).exponential_(generator=generator)
+                final = int((P / e).argmax())
+            acc_out.append(depth)
+            final_out.append(final)
+            break
+    return torch.tensor(acc_out, dtype=torch.int32), torch.tensor(final_out, dtype=torch.int32)

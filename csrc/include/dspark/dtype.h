@@ -55,9 +55,10 @@ DSPARK_HOST_DEVICE float half_to_float(uint16_t h) {
   const uint32_t em = h & 0x7fffu;
   // Normal/subnormal: shift into place and rebias with a float multiply (2^112), which also
   // normalises subnormals exactly. Inf/NaN (exponent 31) is patched afterwards.
-  float mag = bits_to_float(em << 13) * 5.192296858534828e33f;  // 2^112
-  if (em >= 0x7c00u) mag = bits_to_float((em << 13) | 0x7f800000u);
-  return bits_to_float(float_to_bits(mag) | sign);
+  const uint32_t scaled = float_to_bits(bits_to_float(em << 13) * 5.192296858534828e33f);  // 2^112
+  const uint32_t special = (em << 13) | 0x7f800000u;
+  const uint32_t mask = 0u - uint32_t(em >= 0x7c00u);  // branch-free select (vectorises)
+  return bits_to_float(((special & mask) | (scaled & ~mask)) | sign);
 }
 
 /// Loads element i of a typed row as float.

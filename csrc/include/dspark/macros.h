@@ -6,8 +6,10 @@
 #define DSPARK_HOST_DEVICE __host__ __device__ __forceinline__
 #define DSPARK_DEVICE __device__ __forceinline__
 #else
-#define DSPARK_HOST_DEVICE inline
-#define DSPARK_DEVICE inline
+// Always inlined on the host: the CPU kernels are compiled once per ISA (cpu_generic, cpu_avx2)
+// and an out-of-line copy of shared math would be merged by the linker across the variants.
+#define DSPARK_HOST_DEVICE inline __attribute__((always_inline))
+#define DSPARK_DEVICE inline __attribute__((always_inline))
 #endif
 
 #include <sstream>

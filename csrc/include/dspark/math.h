@@ -13,11 +13,23 @@ namespace dspark {
 constexpr float kNegInf = -__builtin_huge_valf();
 constexpr float kInf = __builtin_huge_valf();
 
+/// Branch-free select on raw bits: mask is all ones (take a) or all zeros (take b).
+DSPARK_HOST_DEVICE float select_bits(uint32_t mask, float a, float b) {
+  return bits_to_float((float_to_bits(a) & mask) | (float_to_bits(b) & ~mask));
+}
+
+/// All-ones when cond holds (vectorises to a compare, unlike a ?: on floats that GCC may branch on).
+DSPARK_HOST_DEVICE uint32_t mask_if(bool cond) { return 0u - uint32_t(cond); }
+
 /// exp(x) for finite or infinite x; NaN propagates. Underflows to 0 below -87.3.
+/// Written without branches or ?: on floats so that GCC vectorises loops over it in any context.
 DSPARK_HOST_DEVICE float dexp(float x) {
+  constexpr float kLo = -87.33654f, kHi = 88.72283f;
+  // Clamp with max/min patterns (maxss/minss; NaN becomes kLo here and is restored below).
+  float xc = kLo < x ? x : kLo;
+  xc = xc < kHi ? xc : kHi;
   // Round x*log2(e) to the nearest integer with the 1.5*2^23 trick (no rint call: vectorisable).
   const float kShift = 12582912.0f;
-  const float xc = x < -87.33654f ? -87.33654f : (x > 88.72283f ? 88.72283f : x);
   const float t = xc * 1.44269504088896341f + kShift;
   const float n = t - kShift;
   // Cody-Waite reduction with a two-part ln 2.
@@ -31,11 +43,12 @@ DSPARK_HOST_DEVICE float dexp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t e = int32_t(float_to_bits(t) - float_to_bits(kShift)) + 127;  // n + 127
-  float y = p * bits_to_float(uint32_t(e > 0 ? e : 1) << 23);
-  y = x < -87.33654f ? 0.0f : y;
-  y = x > 88.72283f ? kInf : y;
-  return x != x ? x : y;
+  int32_t e = int32_t(float_to_bits(t) - float_to_bits(kShift)) + 127;  // n + 127, >= 1 here
+  e = e > 1 ? e : 1;
+  float y = p * bits_to_float(uint32_t(e) << 23);
+  y = select_bits(mask_if(x < kLo), 0.0f, y);
+  y = select_bits(mask_if(x > kHi), kInf, y);
+  return select_bits(mask_if(x != x), x, y);
 }
 
 /// Natural log for x > 0 (log(0) = -inf, negative or NaN -> NaN, +inf -> +inf).

@@ -77,21 +77,25 @@ class VerifyResult(NamedTuple):
     ) -> VerifyResult:
         """Allocate outputs (for ``out=``, e.g. under CUDA graphs)."""
         r, d = num_requests, max_depth
-
-        def i32(*shape: int) -> torch.Tensor:
-            return torch.empty(shape, dtype=torch.int32, device=device)
-
+        # One int32 allocation carved into views (allocation dominates small calls).
+        buf = torch.empty(r * (2 * d + 5), dtype=torch.int32, device=device)
+        ints = buf.split([r, r, r * (d + 1), r, r * d, r])
         return VerifyResult(
-            accept_len=i32(r),
-            num_emitted=i32(r),
-            tokens=i32(r, d + 1),
-            final_token=i32(r),
+            accept_len=ints[0],
+            num_emitted=ints[1],
+            tokens=ints[2].view(r, d + 1),
+            final_token=ints[3],
             final_is_bonus=torch.empty(r, dtype=torch.bool, device=device),
-            path=i32(r, d),
-            last_row=i32(r),
+            path=ints[4].view(r, d),
+            last_row=ints[5],
             next_offset=torch.empty(r, dtype=torch.int64, device=device),
             logprobs=torch.empty(r, d + 1, dtype=torch.float32, device=device) if logprobs else None,
         )
+
+
+def _as_i32(t: torch.Tensor) -> torch.Tensor:
+    t = t if t.dtype == torch.int32 else t.to(torch.int32)
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def _check_range(name: str, t: torch.Tensor | None, ok: torch.Tensor | None, expected: str) -> None:
@@ -248,11 +252,11 @@ def verify_batch(
         )
     if target.stride(-1) != 1:
         target = target.contiguous()
-    draft_indptr = draft_indptr.to(torch.int32).contiguous()
-    draft_tokens = draft_tokens.contiguous()
+    draft_indptr = _as_i32(draft_indptr)
+    draft_tokens = draft_tokens if draft_tokens.is_contiguous() else draft_tokens.contiguous()
     if parents is not None:
         check_tensor("parents", parents, dtypes=_INTS, shape=(num_nodes,), device=dev)
-        parents = parents.to(torch.int32).contiguous()
+        parents = _as_i32(parents)
     if draft_probs is not None and draft_logits is not None:
         raise ValueError("draft_probs, draft_logits: pass at most one of them")
     q_name = "draft_probs" if draft_probs is not None else "draft_logits"
