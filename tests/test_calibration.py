@@ -118,7 +118,11 @@ def test_calibration_is_importable_from_dspark():
         (torch.full((3, 2), 1.5), torch.zeros(3), "confidences: expected probabilities"),
         (torch.zeros(0, 2), torch.zeros(0), "non-empty"),
         (torch.full((3,), 0.5), torch.zeros(3), r"expected shape \(N, G\)"),
-        (torch.full((3, 2), 0.5), torch.tensor([0, 1, 3]), r"accept_len: expected values in \[0, 2\]"),
+        (
+            torch.full((3, 2), 0.5),
+            torch.tensor([0, 1, 3]),
+            r"accept_len: expected values in \[0, 2\]",
+        ),
         (torch.full((3, 2), 0.5), torch.zeros(4), r"accept_len: expected shape \(3,\)"),
     ],
 )

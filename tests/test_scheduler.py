@@ -81,28 +81,35 @@ def test_prefix_scheduler_matches_reference(r, g, curve, early_stop, mode, kind)
 @pytest.mark.parametrize("kind", ["uniform", "high", "ties"])
 def test_prefix_scheduler_caps_match_reference(kind):
     tokens, secs = _gpu_like()
-    tab, sps = _table(tokens, [s * (1 + 0.002 * t) for t, s in zip(tokens, secs)])
+    tab, sps = _table(tokens, [s * (1 + 0.002 * t) for t, s in zip(tokens, secs, strict=True)])
     sched = dspark.PrefixScheduler(tab)
     gen = torch.Generator().manual_seed(7)
     for budget in (None, 5, 40, 300):
         conf = _confidences(gen, 37, 6, kind)
         caps = torch.randint(0, 8, (37,), generator=gen, dtype=torch.int32)
         got = sched.schedule(conf, max_lengths=caps, token_budget=budget)
-        want = prefix_schedule_ref(conf.tolist(), sps, max_lengths=caps.tolist(), token_budget=budget)
+        want = prefix_schedule_ref(
+            conf.tolist(), sps, max_lengths=caps.tolist(), token_budget=budget
+        )
         assert got.tolist() == want
         assert (got <= caps).all()
         if budget is not None:
             assert 37 + int(got.sum()) <= max(budget, 37)
 
 
-def test_prefix_schedule_vec_matches_loop_reference():
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_prefix_schedule_vec_matches_loop_reference(early_stop):
     """The vectorised baseline timed in bench/ is itself checked against the loop."""
-    tab, sps = _table(*_gpu_like())
     gen = torch.Generator().manual_seed(3)
-    for r, g in [(1, 4), (16, 8), (256, 8)]:
-        conf = _confidences(gen, r, g, "high")
-        got = prefix_schedule_vec(conf.numpy(), lambda b: 1.0 / np.array([tab.step_time(x) for x in b]))
-        assert got.tolist() == prefix_schedule_ref(conf.tolist(), sps)
+    for curve in (_gpu_like, _steep):
+        tab, sps = _table(*curve())
+        for r, g in [(1, 4), (16, 8), (256, 8)]:
+            for kind in ("high", "ties"):
+                conf = _confidences(gen, r, g, kind)
+                got = prefix_schedule_vec(
+                    conf.numpy(), lambda b, t=tab: np.array(t(b)), early_stop=early_stop
+                )
+                assert got.tolist() == prefix_schedule_ref(conf.tolist(), sps, early_stop)
 
 
 def test_prefix_scheduler_accepts_numpy_strided_and_float64():
@@ -137,9 +144,7 @@ def test_prefix_scheduler_optimal_on_unimodal_objective(r, g):
         tab, sps = _table(tokens, [1.0 + t1 * b for b in tokens])
         conf = (0.05 + 0.95 * torch.rand(r, g, generator=gen)).tolist()
         got = dspark.PrefixScheduler(tab).schedule(torch.tensor(conf)).tolist()
-        best = max(
-            _objective(conf, ls, sps) for ls in itertools.product(range(g + 1), repeat=r)
-        )
+        best = max(_objective(conf, ls, sps) for ls in itertools.product(range(g + 1), repeat=r))
         assert _objective(conf, got, sps) == pytest.approx(best, rel=1e-12)
         checked += int(0 < sum(got) < r * g)
     assert checked >= 5  # the cases are not all trivial (nothing or everything admitted)
@@ -204,9 +209,14 @@ def _counterexample_first_tokens(policy: str, n: int, seed: int) -> np.ndarray:
     conf = torch.stack([torch.full((n,), 0.8), torch.where(drafts[:, 0] == 0, 0.9, 0.0)], 1)
     if policy == "async":
         # K comes from an earlier, independent round's confidences (the causal barrier).
-        stale = torch.stack([torch.full((n,), 0.8), torch.where(torch.rand(n, generator=gen) < 0.5, 0.9, 0.0)], 1)
+        stale = torch.stack(
+            [torch.full((n,), 0.8), torch.where(torch.rand(n, generator=gen) < 0.5, 0.9, 0.0)], 1
+        )
         planner = dspark.PrefixScheduler(tab, early_stop=False)
-        lengths = [planner.admit_top_k(conf[i : i + 1], planner.capacity(stale[i : i + 1]))[0] for i in range(n)]
+        lengths = [
+            planner.admit_top_k(conf[i : i + 1], planner.capacity(stale[i : i + 1]))[0]
+            for i in range(n)
+        ]
     else:
         sched = dspark.PrefixScheduler(tab, early_stop=policy == "early_stop")
         lengths = [sched.schedule(conf[i : i + 1])[0] for i in range(n)]
@@ -216,9 +226,14 @@ def _counterexample_first_tokens(policy: str, n: int, seed: int) -> np.ndarray:
     tokens = drafts[keep].int()
     indptr = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     res = dspark.verify_batch(
-        p_t.expand(len(tokens) + n, 2).contiguous(), tokens, indptr,
-        draft_probs=p_d.expand(len(tokens), 2).contiguous(), target_is_probs=True,
-        temperature=1.0, seed=torch.arange(n, dtype=torch.int64) + 7919 * seed, offset=0,
+        p_t.expand(len(tokens) + n, 2).contiguous(),
+        tokens,
+        indptr,
+        draft_probs=p_d.expand(len(tokens), 2).contiguous(),
+        target_is_probs=True,
+        temperature=1.0,
+        seed=torch.arange(n, dtype=torch.int64) + 7919 * seed,
+        offset=0,
         max_depth=2,  # explicit: verify_batch rejects its own (R, 0) outputs when every length is 0
     )
     return res.tokens[:, 0].numpy()
@@ -253,7 +268,9 @@ def test_heavier_load_never_lengthens_budgets():
     gen = torch.Generator().manual_seed(13)
     slopes = [0.0005, 0.002, 0.01, 0.05, 0.3]
     tokens = [1.0, 2.0, 4096.0]
-    scheds = [dspark.PrefixScheduler(_table(tokens, [1.0 + s * b for b in tokens])[0]) for s in slopes]
+    scheds = [
+        dspark.PrefixScheduler(_table(tokens, [1.0 + s * b for b in tokens])[0]) for s in slopes
+    ]
     totals = np.zeros(len(slopes))
     for _ in range(30):
         conf = _confidences(gen, 48, 8, "high")
@@ -277,7 +294,8 @@ def test_sps_table_interpolation_matches_reference(mode, tmp_path):
     np.testing.assert_array_equal(tab([1, 40, 300]), [sps(1), sps(40), sps(300)])
     tab.save(tmp_path / "sps.json")
     back = dspark.SpsTable.load(tmp_path / "sps.json")
-    assert back.tokens == tab.tokens and back.interpolation == mode
+    assert back.tokens == tab.tokens
+    assert back.interpolation == mode
     assert back.step_times == pytest.approx(tab.step_times, rel=1e-15)
 
 
@@ -357,7 +375,10 @@ def test_prefix_scheduler_rejects_bad_confidences(conf, exc, match):
     ("kwargs", "match"),
     [
         ({"max_lengths": torch.tensor([1, -1], dtype=torch.int32)}, r"max_lengths\[1\] = -1"),
-        ({"max_lengths": torch.tensor([1], dtype=torch.int32)}, r"max_lengths: expected shape \(2,\)"),
+        (
+            {"max_lengths": torch.tensor([1], dtype=torch.int32)},
+            r"max_lengths: expected shape \(2,\)",
+        ),
         ({"token_budget": 0}, "token_budget"),
     ],
 )

@@ -11,7 +11,7 @@ namespace dspark::scheduler {
 
 LoadMonitor::LoadMonitor(const SpsTable& initial, LoadMonitorOptions options)
     : opt_(options), mode_(initial.mode()), tokens_(initial.tokens()),
-      time_(initial.step_times()), count_(initial.tokens().size(), 0) {
+      time_(initial.step_times()), prior_(initial.step_times()), count_(initial.tokens().size(), 0) {
   DSPARK_CHECK(opt_.alpha > 0.0 && opt_.alpha <= 1.0, "alpha: expected a value in (0, 1], got ",
                opt_.alpha);
   DSPARK_CHECK(opt_.clip > 0.0 && std::isfinite(opt_.clip), "clip: expected a positive value, got ",
@@ -75,6 +75,19 @@ std::shared_ptr<const SpsTable> LoadMonitor::table() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!snapshot_) {
     std::vector<double> t = time_;
+    // Grid points never observed take the correction ratio (estimate / prior) of the nearest
+    // observed point: a uniformly mis-scaled start-up profile is fixed everywhere after a few
+    // steps, and the walk is not lured into unvisited regions that still look cheap.
+    const int64_t n = static_cast<int64_t>(t.size());
+    int64_t prev = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (count_[i] > 0) { prev = i; continue; }
+      int64_t next = i + 1;
+      while (next < n && count_[next] == 0) ++next;
+      int64_t near = prev;
+      if (next < n && (prev < 0 || next - i < i - prev)) near = next;
+      if (near >= 0) t[i] = prior_[i] * (time_[near] / prior_[near]);
+    }
     // Isotonic in the simplest form (running maximum): noise must not make a bigger step look
     // cheaper, or the walk would chase it.
     if (opt_.monotone)

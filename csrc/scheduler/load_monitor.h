@@ -25,6 +25,7 @@ struct LoadMonitorOptions {
 /// most alpha * clip * s) and distributed over the two neighbouring grid points by their
 /// interpolation weights (a stochastic gradient step on the piecewise-linear model). Scales track
 /// the mean absolute clipped residual, so a persistent shift widens the clip and is followed.
+/// Published curves scale never-observed grid points by the correction of the nearest observed one.
 class LoadMonitor {
  public:
   LoadMonitor(const SpsTable& initial, LoadMonitorOptions options);
@@ -47,6 +48,7 @@ class LoadMonitor {
   std::vector<double> tokens_;
   mutable std::mutex mu_;
   std::vector<double> time_;    // step-time estimate per grid point, seconds
+  std::vector<double> prior_;   // the initial profile (unobserved points follow their neighbours)
   std::vector<double> scale_;   // robust residual scale per grid point, seconds
   std::vector<int64_t> count_;
   int64_t observed_ = 0, clipped_ = 0, out_of_range_ = 0;

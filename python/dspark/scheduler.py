@@ -1,25 +1,19 @@
-"""Confidence-scheduled verification: step-rate profiles and the prefix scheduler.
+"""Confidence-scheduled verification: the prefix scheduler (Algorithm 1) and its async variant.
 
 The maths is ``algorithms.md`` section 4 (Algorithm 1, its early stop, and the asynchronous
-top-K variant). The walk runs in C++ (``csrc/scheduler``); this module holds the typed API, JSON
-persistence and the profiling helper.
+top-K variant). The walk runs in C++ (``csrc/scheduler``); this module holds the typed API. The
+step-rate curve and its helpers live in :mod:`dspark.sps` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from dspark import _C
+from dspark.sps import LoadMonitor, SpsTable, profile_sps
 
 __all__ = [
     "AsyncPrefixScheduler",
@@ -29,241 +23,6 @@ __all__ = [
     "SpsTable",
     "profile_sps",
 ]
-
-_MODES = {"linear": 0, "step": 1}
-_FORMAT = "dspark.sps_table"
-
-
-def _floats(name: str, values: object) -> list[float]:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().tolist()
-    elif isinstance(values, np.ndarray):
-        values = values.tolist()
-    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
-        raise TypeError(f"{name}: expected a sequence of numbers, got {type(values).__name__}")
-    try:
-        return [float(v) for v in values]
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected a sequence of numbers ({e})") from None
-
-
-class SpsTable:
-    """Step-rate curve SPS(B): target forward steps per second for a step of B tokens.
-
-    Parameters
-    ----------
-    tokens : sequence of numbers (n,)
-        Token counts per target step at which the engine was profiled; strictly increasing, >= 1.
-    steps_per_second : sequence of numbers (n,)
-        Measured steps per second at those counts; positive and finite.
-    interpolation : {"linear", "step"}
-        Between grid points, "linear" interpolates the step time T = 1/SPS (a step's cost is
-        additive in tokens); "step" charges the next grid point's time, as an engine that pads a
-        batch up to the next captured CUDA-graph size does, so a staircase is kept exact. Below the
-        grid the first time is used; above it the last segment's slope extends the curve.
-
-    Raises
-    ------
-    ValueError
-        Empty, unsorted, non-positive or non-finite profiles; mismatched lengths.
-
-    Examples
-    --------
-    >>> import dspark
-    >>> sps = dspark.SpsTable([1, 64, 256], [100.0, 95.0, 50.0])
-    >>> round(sps(32), 3), round(sps.step_time(256), 4)
-    (97.476, 0.02)
-    """
-
-    def __init__(
-        self,
-        tokens: Sequence[float],
-        steps_per_second: Sequence[float],
-        interpolation: Literal["linear", "step"] = "linear",
-    ) -> None:
-        if interpolation not in _MODES:
-            raise ValueError(f"interpolation: expected 'linear' or 'step', got {interpolation!r}")
-        self._impl = _C.SpsTable(
-            _floats("tokens", tokens), _floats("steps_per_second", steps_per_second),
-            _MODES[interpolation],
-        )
-
-    @classmethod
-    def from_step_times(
-        cls,
-        tokens: Sequence[float],
-        step_seconds: Sequence[float],
-        interpolation: Literal["linear", "step"] = "linear",
-    ) -> SpsTable:
-        """Build a table from step times in seconds, ``T(B)`` instead of ``SPS(B) = 1 / T(B)``."""
-        if interpolation not in _MODES:
-            raise ValueError(f"interpolation: expected 'linear' or 'step', got {interpolation!r}")
-        impl = _C.SpsTable.from_step_times(
-            _floats("tokens", tokens), _floats("step_seconds", step_seconds), _MODES[interpolation]
-        )
-        return cls._wrap(impl)
-
-    @classmethod
-    def _wrap(cls, impl: Any) -> SpsTable:
-        obj = cls.__new__(cls)
-        obj._impl = impl
-        return obj
-
-    def __call__(self, tokens: float | Sequence[float] | np.ndarray) -> float | np.ndarray:
-        """Steps per second for a step of ``tokens`` tokens (scalar or array)."""
-        if np.ndim(tokens) == 0:
-            return float(self._impl.sps(float(tokens)))  # type: ignore[arg-type]
-        arr = np.asarray(tokens, dtype=np.float64)
-        return np.asarray(self._impl.sps_many(arr.ravel().tolist())).reshape(arr.shape)
-
-    def step_time(self, tokens: float) -> float:
-        """Step time in seconds for a step of ``tokens`` tokens."""
-        return float(self._impl.step_time(float(tokens)))
-
-    @property
-    def tokens(self) -> list[float]:
-        """Grid token counts (n,)."""
-        return list(self._impl.tokens)
-
-    @property
-    def steps_per_second(self) -> list[float]:
-        """Steps per second at the grid points (n,)."""
-        return list(self._impl.steps_per_second)
-
-    @property
-    def step_times(self) -> list[float]:
-        """Step times in seconds at the grid points (n,)."""
-        return list(self._impl.step_times)
-
-    @property
-    def interpolation(self) -> str:
-        """"linear" or "step"."""
-        return "step" if self._impl.interpolation == 1 else "linear"
-
-    def scaled(self, factor: float) -> SpsTable:
-        """A copy whose step times are multiplied by ``factor`` (e.g. a slower replica)."""
-        if not (factor > 0 and np.isfinite(factor)):
-            raise ValueError(f"factor: expected a positive finite number, got {factor}")
-        times = [t * factor for t in self.step_times]
-        return SpsTable.from_step_times(self.tokens, times, self.interpolation)  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (format tag, version, grid, rates, interpolation)."""
-        return {
-            "format": _FORMAT,
-            "version": 1,
-            "interpolation": self.interpolation,
-            "tokens": self.tokens,
-            "steps_per_second": self.steps_per_second,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SpsTable:
-        """Inverse of :meth:`to_dict`; validates the format tag and every value."""
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"sps table: expected a dict with format {_FORMAT!r}")
-        if d.get("version") != 1:
-            raise ValueError(f"sps table: expected version 1, got {d.get('version')!r}")
-        for key in ("tokens", "steps_per_second"):
-            if key not in d:
-                raise ValueError(f"sps table: missing key {key!r}")
-        return cls(d["tokens"], d["steps_per_second"], d.get("interpolation", "linear"))
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write JSON atomically (temporary file in the same directory, then rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SpsTable:
-        """Read a table written by :meth:`save` (validated)."""
-        try:
-            d = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"path: {path} is not valid JSON ({e})") from None
-        return cls.from_dict(d)
-
-    def __repr__(self) -> str:
-        return (
-            f"SpsTable(n={len(self.tokens)}, tokens={self.tokens[0]:g}..{self.tokens[-1]:g}, "
-            f"interpolation={self.interpolation!r})"
-        )
-
-
-class LoadMonitor:
-    """Refines an :class:`SpsTable` online from observed engine steps (thread-safe, O(log n)).
-
-    Each observation ``(tokens, seconds)`` is compared with the curve's prediction; the residual is
-    clipped at ``clip`` times a running robust scale (so a stalled step barely moves the curve) and
-    spread over the two neighbouring grid points with learning rate ``alpha``. The published curve
-    is made non-decreasing in step time (``monotone``). Pass the monitor to
-    :class:`PrefixScheduler` to schedule on the refined curve.
-
-    Parameters
-    ----------
-    initial : SpsTable
-        Start curve and grid (the profile taken at engine start).
-    alpha : float
-        Learning rate in (0, 1].
-    clip : float
-        Residual clip, in units of the running scale.
-    init_scale : float
-        Initial scale as a fraction of each grid point's step time.
-    monotone : bool
-        Publish non-decreasing step times.
-
-    Examples
-    --------
-    >>> import dspark
-    >>> mon = dspark.LoadMonitor(dspark.SpsTable([1, 128], [100.0, 50.0]))
-    >>> for _ in range(200):
-    ...     mon.observe(128, 0.025)              # the engine is slower than profiled
-    >>> round(mon.table().step_time(128), 4)
-    0.025
-    """
-
-    def __init__(
-        self,
-        initial: SpsTable,
-        *,
-        alpha: float = 0.05,
-        clip: float = 3.0,
-        init_scale: float = 0.1,
-        monotone: bool = True,
-    ) -> None:
-        if not isinstance(initial, SpsTable):
-            raise TypeError(f"initial: expected an SpsTable, got {type(initial).__name__}")
-        self._impl = _C.LoadMonitor(initial._impl, alpha, clip, init_scale, monotone)
-
-    def observe(self, tokens: float, step_seconds: float) -> None:
-        """Record one step of ``tokens`` tokens that took ``step_seconds`` seconds."""
-        self._impl.observe(float(tokens), float(step_seconds))
-
-    def table(self) -> SpsTable:
-        """Snapshot of the current curve."""
-        return SpsTable._wrap(self._impl.table())
-
-    @property
-    def num_observations(self) -> int:
-        """Observations recorded (including out-of-range ones)."""
-        return int(self._impl.num_observations)
-
-    @property
-    def num_clipped(self) -> int:
-        """Observations whose residual was clipped (outliers)."""
-        return int(self._impl.num_clipped)
-
-    @property
-    def num_out_of_range(self) -> int:
-        """Observations beyond the last grid point (ignored)."""
-        return int(self._impl.num_out_of_range)
 
 
 class ScheduleResult(NamedTuple):
@@ -281,14 +40,14 @@ def _as_confidences(confidences: object) -> torch.Tensor:
     if not isinstance(confidences, torch.Tensor):
         raise TypeError(f"confidences: expected a torch.Tensor, got {type(confidences).__name__}")
     if not confidences.dtype.is_floating_point:
-        raise TypeError(
-            f"confidences: expected a floating tensor, got {str(confidences.dtype).removeprefix('torch.')}"
-        )
+        dtype = str(confidences.dtype).removeprefix("torch.")
+        raise TypeError(f"confidences: expected a floating tensor, got {dtype}")
     if confidences.dim() != 2:
         raise ValueError(f"confidences: expected shape (R, G), got {tuple(confidences.shape)}")
     if confidences.shape[0] < 1:
+        shape = tuple(confidences.shape)
         raise ValueError(
-            f"confidences: empty batch: expected shape (R, G) with R >= 1, got {tuple(confidences.shape)}"
+            f"confidences: empty batch: expected shape (R, G) with R >= 1, got {shape}"
         )
     # The walk is host code: a CUDA tensor is copied (one small D2H per step).
     c = confidences.detach().to("cpu", torch.float32)
@@ -300,7 +59,10 @@ def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
         return None
     if isinstance(max_lengths, int) and not isinstance(max_lengths, bool):
         return torch.full((num_requests,), max_lengths, dtype=torch.int32)
-    if not isinstance(max_lengths, torch.Tensor) or max_lengths.dtype not in (torch.int32, torch.int64):
+    if not isinstance(max_lengths, torch.Tensor) or max_lengths.dtype not in (
+        torch.int32,
+        torch.int64,
+    ):
         raise TypeError("max_lengths: expected an int or an int32/int64 tensor of shape (R,)")
     if max_lengths.shape != (num_requests,):
         raise ValueError(
@@ -454,18 +216,60 @@ class AsyncPrefixScheduler:
     Parameters
     ----------
     sps : SpsTable or LoadMonitor
-        The engine's step-rate curve.
+        The engine's step-rate curve (target forward only when ``draft_seconds`` is given).
     delay : int
         Steps between the confidences that set K and the step that uses it (>= 1; 2 in the paper).
+    draft_seconds : float
+        Cost of running the drafter in a step. When positive (``sps`` must then be an
+        SpsTable), the plan is made on the curve ``T(B) + draft_seconds`` and K is set to 0 when
+        not drafting at all (``R * SPS(R)``) would be faster; ``next_capacity == 0`` then tells
+        the engine it may skip the drafter.
     """
 
-    def __init__(self, sps: SpsTable | LoadMonitor, delay: int = 2) -> None:
+    def __init__(
+        self, sps: SpsTable | LoadMonitor, delay: int = 2, draft_seconds: float = 0.0
+    ) -> None:
         if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
             raise ValueError(f"delay: expected an int >= 1, got {delay!r}")
-        self._planner = PrefixScheduler(sps, early_stop=False)
-        self._fallback = PrefixScheduler(sps, early_stop=True)
+        if not (draft_seconds >= 0 and np.isfinite(draft_seconds)):
+            raise ValueError(f"draft_seconds: expected a finite value >= 0, got {draft_seconds}")
+        engine: SpsTable | LoadMonitor = sps
+        if draft_seconds > 0:
+            if not isinstance(sps, SpsTable):
+                raise TypeError("sps: draft_seconds > 0 needs an SpsTable of the target forward")
+            engine = SpsTable.from_step_times(
+                sps.tokens,
+                [t + draft_seconds for t in sps.step_times],
+                sps.interpolation,  # type: ignore[arg-type]
+            )
+        self._target = sps
+        self.draft_seconds = float(draft_seconds)
+        self._planner = PrefixScheduler(engine, early_stop=False)
+        self._fallback = PrefixScheduler(engine, early_stop=True)
         self.delay = delay
         self._pending: list[int] = []
+
+    def _plan(self, confidences: torch.Tensor, max_lengths: torch.Tensor | int | None) -> int:
+        res = self._planner.schedule_with_summary(confidences, max_lengths=max_lengths)
+        num_req = int(res.lengths.shape[0])
+        no_draft = self.draft_seconds > 0 and isinstance(self._target, SpsTable)
+        if no_draft and num_req / self._target.step_time(num_req) >= res.objective:
+            return 0  # drafting costs more than the best admission gains
+        return res.tokens - num_req
+
+    @property
+    def next_capacity(self) -> int | None:
+        """K that the next :meth:`step` will use (None during warm-up). Known before drafting,
+        so an engine may skip drafting when it is 0 (see :meth:`skip`)."""
+        return self._pending[0] if len(self._pending) >= self.delay else None
+
+    def skip(self) -> None:
+        """Advance one step without drafting (e.g. ``next_capacity == 0``): the pending K is
+        consumed and the latest known capacity is carried forward, since no new confidences exist.
+        Engines should still draft now and then (a probe) so that the capacity can recover."""
+        if len(self._pending) >= self.delay:
+            self._pending.pop(0)
+        self._pending.append(self._pending[-1] if self._pending else 0)
 
     def step(
         self, confidences: torch.Tensor, *, max_lengths: torch.Tensor | int | None = None
@@ -476,56 +280,5 @@ class AsyncPrefixScheduler:
             lengths = self._planner.admit_top_k(confidences, k, max_lengths=max_lengths)
         else:
             lengths = self._fallback.schedule(confidences, max_lengths=max_lengths)
-        self._pending.append(self._planner.capacity(confidences, max_lengths=max_lengths))
+        self._pending.append(self._plan(confidences, max_lengths))
         return lengths
-
-
-def profile_sps(
-    forward: Callable[[int], object],
-    tokens: Sequence[int],
-    *,
-    warmup: int = 2,
-    repeats: int = 10,
-    synchronize: Callable[[], object] | None = None,
-    interpolation: Literal["linear", "step"] = "linear",
-) -> SpsTable:
-    """Time ``forward(B)`` for a grid of token counts and return the curve as an :class:`SpsTable`.
-
-    Grid points are interleaved within each repeat (so drift affects all of them alike) and the
-    median is kept. Works with any callable, e.g. a target model's verification forward over B
-    tokens. Do not calibrate a GPU deployment's scheduler with CPU timings (``build.md`` section 4).
-
-    Parameters
-    ----------
-    forward : callable (int) -> object
-        Runs one engine step of the given number of tokens.
-    tokens : sequence of int
-        Strictly increasing grid of token counts, >= 1.
-    warmup, repeats : int
-        Untimed rounds, then timed rounds.
-    synchronize : callable, optional
-        Called before reading the clock (e.g. ``torch.cuda.synchronize``).
-    interpolation : {"linear", "step"}
-        Passed to the table.
-
-    Returns
-    -------
-    SpsTable
-    """
-    grid = [int(b) for b in tokens]
-    if not grid or any(b < 1 for b in grid) or any(b <= a for a, b in zip(grid, grid[1:])):
-        raise ValueError(f"tokens: expected a strictly increasing grid of ints >= 1, got {grid}")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats, warmup: expected >= 1 and >= 0, got {repeats}, {warmup}")
-    sync = synchronize or (lambda: None)
-    samples: dict[int, list[float]] = {b: [] for b in grid}
-    for it in range(warmup + repeats):
-        for b in grid:
-            sync()
-            t0 = time.perf_counter()
-            forward(b)
-            sync()
-            if it >= warmup:
-                samples[b].append(time.perf_counter() - t0)
-    times = [max(statistics.median(samples[b]), 1e-9) for b in grid]
-    return SpsTable.from_step_times(grid, times, interpolation)

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def step_time_ref(tokens: Sequence[float], seconds: Sequence[float], b: float, step: bool = False) -> float:
+def step_time_ref(
+    tokens: Sequence[float], seconds: Sequence[float], b: float, step: bool = False
+) -> float:
     """T(b) of a profile: flat below the grid, last slope (>= 0) above it, linear or ceil inside."""
     if len(tokens) == 1 or b <= tokens[0]:
         return seconds[0]
@@ -75,11 +77,14 @@ def prefix_schedule_ref(
     return best_lengths
 
 
-def prefix_schedule_vec(conf: np.ndarray, sps_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Vectorised Algorithm 1 with early stop. conf [R, G] -> lengths [R] int32.
+def prefix_schedule_vec(
+    conf: np.ndarray, sps_of: Callable[[np.ndarray], np.ndarray], early_stop: bool = True
+) -> np.ndarray:
+    """Vectorised Algorithm 1. conf [R, G] -> lengths [R] int32.
 
-    Sorted survivals give the objective of every prefix of the order at once; the early stop keeps
-    the prefix before the first non-increase.
+    Sorted survivals give the objective of every prefix of the order at once (tau accumulated
+    from R in the walk's order, so the sums match the loop bit for bit). The early stop keeps the
+    prefix before the first non-increase; without it, the first maximum.
     """
     num_req, g = conf.shape
     a = np.cumprod(conf.astype(np.float64), axis=1)
@@ -87,9 +92,11 @@ def prefix_schedule_vec(conf: np.ndarray, sps_of: Callable[[np.ndarray], np.ndar
     flat = a.ravel()
     keep = flat > 0
     order = np.lexsort((np.tile(np.arange(g), num_req)[keep], rows[keep], -flat[keep]))
-    s = np.concatenate([[0.0], np.cumsum(flat[keep][order])])
-    k = np.arange(len(s))
-    theta = (num_req + s) * sps_of(num_req + k)
-    drops = np.nonzero(np.diff(theta) <= 0)[0]
-    n_adm = int(drops[0]) if len(drops) else len(s) - 1
+    tau = np.cumsum(np.concatenate([[float(num_req)], flat[keep][order]]))
+    theta = tau * sps_of(num_req + np.arange(len(tau)))
+    if early_stop:
+        drops = np.nonzero(np.diff(theta) <= 0)[0]
+        n_adm = int(drops[0]) if len(drops) else len(tau) - 1
+    else:
+        n_adm = int(np.argmax(theta))
     return np.bincount(rows[keep][order][:n_adm], minlength=num_req).astype(np.int32)

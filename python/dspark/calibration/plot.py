@@ -48,7 +48,7 @@ def plot_reliability(
     g = z.shape[1]
     label, mask = survival_labels(accept_len, g, proposed)
     if positions is None:
-        positions = sorted({int(round(x)) for x in np.linspace(1, g, min(g, 4))})
+        positions = sorted({round(x) for x in np.linspace(1, g, min(g, 4))})
     for p in positions:
         if not 1 <= p <= g:
             raise ValueError(f"positions: expected 1-based positions in [1, {g}], got {p}")
@@ -58,7 +58,7 @@ def plot_reliability(
         curves["STS"] = np.cumprod(_sigmoid(z / t[None, :]), axis=1)
     fig = Figure(figsize=(3.2 * len(positions), 3.2))
     axes = fig.subplots(1, len(positions), squeeze=False)[0]
-    for ax, p in zip(axes, positions):
+    for ax, p in zip(axes, positions, strict=True):
         k, m = p - 1, mask[:, p - 1]
         ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
         for name, pred in curves.items():

@@ -54,7 +54,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def apply_sts(
-    confidences: torch.Tensor | np.ndarray, temperatures: torch.Tensor | np.ndarray, *,
+    confidences: torch.Tensor | np.ndarray,
+    temperatures: torch.Tensor | np.ndarray,
+    *,
     logits: bool = False,
 ) -> torch.Tensor:
     """Calibrated per-position confidences ``sigmoid(logit(c_k) / T_k)``, shape (N, G) float32.
@@ -73,7 +75,9 @@ def apply_sts(
     return torch.from_numpy(_sigmoid(z / t[None, :]).astype(np.float32))
 
 
-def _ece_grid(prev: np.ndarray, z: np.ndarray, y: np.ndarray, grid: np.ndarray, n_bins: int) -> np.ndarray:
+def _ece_grid(
+    prev: np.ndarray, z: np.ndarray, y: np.ndarray, grid: np.ndarray, n_bins: int
+) -> np.ndarray:
     """ECE of prev * sigmoid(z / T) against y for every T in grid (vectorised in chunks)."""
     out = np.empty(len(grid))
     n = len(z)
@@ -83,9 +87,10 @@ def _ece_grid(prev: np.ndarray, z: np.ndarray, y: np.ndarray, grid: np.ndarray, 
         idx = np.minimum((pred * n_bins).astype(np.int64), n_bins - 1)
         flat = idx + n_bins * np.arange(len(t))[:, None]
         size = len(t) * n_bins
-        cnt = np.bincount(flat.ravel(), minlength=size)
         sp = np.bincount(flat.ravel(), weights=pred.ravel(), minlength=size)
-        sy = np.bincount(flat.ravel(), weights=np.broadcast_to(y, pred.shape).ravel(), minlength=size)
+        sy = np.bincount(
+            flat.ravel(), weights=np.broadcast_to(y, pred.shape).ravel(), minlength=size
+        )
         # sum_b |sum pred_b - sum y_b| / n equals sum_b (n_b / n) |mean pred_b - mean y_b|.
         out[s : s + len(t)] = np.abs(sp - sy).reshape(len(t), n_bins).sum(1) / max(n, 1)
     return out
@@ -181,7 +186,7 @@ def calibration_report(
         (``after`` only with ``temperatures``); lists of floats, JSON-ready.
     """
     z = _logits("confidences", confidences, logits)
-    n, g = z.shape
+    g = z.shape[1]
     label, mask = survival_labels(accept_len, g, proposed)
     variants = {"before": np.ones(g)}
     if temperatures is not None:
