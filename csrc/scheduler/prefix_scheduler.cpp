@@ -3,6 +3,7 @@
 #include "scheduler/prefix_scheduler.h"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -16,10 +17,10 @@ enum class Walk { kEarlyStop, kGlobal, kTopK };
 
 /// Reused per thread: a server calls the scheduler every step, so no allocation in steady state.
 struct Scratch {
-  std::vector<double> survival;   // [R, G]
-  std::vector<int32_t> usable;    // [R] leading positions with survival > 0, within the cap
+  std::vector<int32_t> cap;       // [R] positions a request may verify (G or its max length)
   std::vector<Candidate> heap;    // one head per request
   std::vector<int32_t> order;     // rows in admission order (global search replay)
+  std::vector<double> values;     // all survivals (capacity search)
 };
 
 /// Heap comparator: "x has lower priority than y" so the heap top is the candidate ranked first.
@@ -35,13 +36,30 @@ void check_input(const ScheduleInput& in) {
                "confidences: expected a row stride >= G = ", in.draft_len, ", got ", in.row_stride);
 }
 
-/// Forms survivals (validating every confidence and cap) and the heap of row heads.
-void prepare(const ScheduleInput& in, Scratch& s) {
+/// Validates every confidence (a branch-free, vectorisable pass: NaN fails both comparisons)
+/// and every cap; fills the per-request caps.
+void validate(const ScheduleInput& in, Scratch& s) {
   check_input(in);
   const int64_t R = in.num_requests, G = in.draft_len;
-  s.survival.resize(static_cast<size_t>(R * G));
-  s.usable.assign(static_cast<size_t>(R), 0);
-  s.heap.clear();
+  // Contiguous rows are checked as one flat array (an integer count reduction vectorises);
+  // only when something is bad do we look for the first offender to name it.
+  const bool flat = in.row_stride == G || R == 1;
+  int64_t bad = 0;
+  for (int64_t r = 0; r < (flat ? 1 : R); ++r) {
+    const float* c = in.confidences + r * in.row_stride;
+    const int64_t n = flat ? R * G : G;
+    for (int64_t i = 0; i < n; ++i) bad += static_cast<int>(!(c[i] >= 0.0f) | !(c[i] <= 1.0f));
+  }
+  if (bad) {
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < G; ++j) {
+        const float c = in.confidences[r * in.row_stride + j];
+        DSPARK_CHECK(valid_confidence(c),
+                     "confidences: expected per-position probabilities in [0, 1], got confidences[",
+                     r, ", ", j, "] = ", c);
+      }
+  }
+  s.cap.resize(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
     int64_t cap = G;
     if (in.max_lengths) {
@@ -49,36 +67,40 @@ void prepare(const ScheduleInput& in, Scratch& s) {
       DSPARK_CHECK(m >= 0, "max_lengths: expected values >= 0, got max_lengths[", r, "] = ", m);
       cap = std::min<int64_t>(cap, m);
     }
-    const float* c = in.confidences + r * in.row_stride;
-    double* a = s.survival.data() + r * G;
-    double prod = 1.0;
-    int32_t usable = 0;
-    bool alive = true;
-    for (int64_t j = 0; j < G; ++j) {
-      DSPARK_CHECK(valid_confidence(c[j]),
-                   "confidences: expected per-position probabilities in [0, 1], got confidences[",
-                   r, ", ", j, "] = ", c[j]);
-      // Sequential products in double, left to right: the reference computes the same values.
-      prod *= static_cast<double>(c[j]);
-      a[j] = prod;
-      alive = alive && prod > 0.0 && j < cap;
-      if (alive) usable = static_cast<int32_t>(j + 1);
-    }
-    s.usable[r] = usable;
-    if (usable > 0) s.heap.push_back({a[0], static_cast<int32_t>(r), 0});
+    s.cap[r] = static_cast<int32_t>(cap);
+  }
+}
+
+/// Survival of position j given the previous one. Products are formed left to right in double
+/// (a_0 = 1.0 * c_0 exactly), the order the reference uses, so values match bit for bit. They are
+/// formed lazily: the early-stopping walk touches only the positions it admits plus one per row.
+inline double next_survival(const ScheduleInput& in, double prev, int64_t r, int64_t j) {
+  return prev * static_cast<double>(in.confidences[r * in.row_stride + j]);
+}
+
+void build_heap(const ScheduleInput& in, Scratch& s) {
+  s.heap.clear();
+  for (int64_t r = 0; r < in.num_requests; ++r) {
+    if (s.cap[r] < 1) continue;
+    const double a = next_survival(in, 1.0, r, 0);
+    if (a > 0.0) s.heap.push_back({a, static_cast<int32_t>(r), 0});
   }
   std::make_heap(s.heap.begin(), s.heap.end(), heap_less);
 }
 
-/// Pops the top candidate and pushes that request's next position (if any).
+/// Pops the top candidate and pushes that request's next position (if admissible: within the
+/// cap and with positive survival; survival never recovers once it is 0).
 Candidate pop_next(const ScheduleInput& in, Scratch& s) {
   std::pop_heap(s.heap.begin(), s.heap.end(), heap_less);
   const Candidate c = s.heap.back();
   s.heap.pop_back();
   const int32_t j = c.j + 1;
-  if (j < s.usable[c.r]) {
-    s.heap.push_back({s.survival[c.r * in.draft_len + j], c.r, j});
-    std::push_heap(s.heap.begin(), s.heap.end(), heap_less);
+  if (j < s.cap[c.r]) {
+    const double a = next_survival(in, c.a, c.r, j);
+    if (a > 0.0) {
+      s.heap.push_back({a, c.r, j});
+      std::push_heap(s.heap.begin(), s.heap.end(), heap_less);
+    }
   }
   return c;
 }
@@ -86,13 +108,16 @@ Candidate pop_next(const ScheduleInput& in, Scratch& s) {
 ScheduleSummary walk(const ScheduleInput& in, const SpsTable& table, Walk mode, int64_t k_limit,
                      int32_t* lengths) {
   thread_local Scratch s;
-  prepare(in, s);
+  validate(in, s);
+  build_heap(in, s);
+  // theta = tau * SPS(B) with SPS = 1 / T, exactly the reference's rounding.
+  StepTimeCursor step_time = table.cursor();
   const int64_t R = in.num_requests;
   if (lengths) std::fill(lengths, lengths + R, 0);
   // Start: every request verifies 0 drafts and still emits one token (tau = R) in a step of R.
   int64_t b = R;
   double tau = static_cast<double>(R);
-  double best = tau * table.sps(static_cast<double>(b));
+  double best = tau * (1.0 / step_time(static_cast<double>(b)));
   ScheduleSummary best_summary{b, tau, best};
   int64_t admitted = 0, best_k = 0;
   s.order.clear();
@@ -101,7 +126,7 @@ ScheduleSummary walk(const ScheduleInput& in, const SpsTable& table, Walk mode, 
     if (mode == Walk::kTopK && admitted >= k_limit) break;
     const Candidate& top = s.heap.front();
     const double tau_next = tau + top.a;
-    const double theta = tau_next * table.sps(static_cast<double>(b + 1));
+    const double theta = tau_next * (1.0 / step_time(static_cast<double>(b + 1)));
     if (mode == Walk::kEarlyStop && !(theta > best)) break;  // stop at the first drop: lossless
     const Candidate c = pop_next(in, s);
     ++b;
@@ -127,6 +152,40 @@ ScheduleSummary walk(const ScheduleInput& in, const SpsTable& table, Walk mode, 
   return best_summary;
 }
 
+/// The global search for the best count only (the async variant's capacity): ties between equal
+/// survivals do not change the objective sequence, so a plain descending sort of the values
+/// replaces the k-way merge (cheaper when every candidate is visited).
+int64_t best_count(const ScheduleInput& in, const SpsTable& table) {
+  thread_local Scratch s;
+  validate(in, s);
+  s.values.clear();
+  for (int64_t r = 0; r < in.num_requests; ++r) {
+    double a = 1.0;
+    for (int64_t j = 0; j < s.cap[r]; ++j) {
+      a = next_survival(in, a, r, j);
+      if (!(a > 0.0)) break;
+      s.values.push_back(a);
+    }
+  }
+  std::sort(s.values.begin(), s.values.end(), std::greater<double>());
+  StepTimeCursor step_time = table.cursor();
+  const int64_t R = in.num_requests;
+  int64_t b = R, best_k = 0;
+  double tau = static_cast<double>(R);
+  double best = tau * (1.0 / step_time(static_cast<double>(b)));
+  for (size_t i = 0; i < s.values.size(); ++i) {
+    if (in.token_budget >= 0 && b + 1 > in.token_budget) break;
+    tau += s.values[i];
+    ++b;
+    const double theta = tau * (1.0 / step_time(static_cast<double>(b)));
+    if (theta > best) {
+      best = theta;
+      best_k = static_cast<int64_t>(i) + 1;
+    }
+  }
+  return best_k;
+}
+
 }  // namespace
 
 PrefixScheduler::PrefixScheduler(std::shared_ptr<const SpsTable> table, bool early_stop)
@@ -150,7 +209,7 @@ ScheduleSummary PrefixScheduler::schedule(const ScheduleInput& in, int32_t* leng
 
 int64_t PrefixScheduler::capacity(const ScheduleInput& in) const {
   const auto table = current_table();
-  return walk(in, *table, Walk::kGlobal, 0, nullptr).tokens - in.num_requests;
+  return best_count(in, *table);
 }
 
 ScheduleSummary PrefixScheduler::admit_top_k(const ScheduleInput& in, int64_t k,

@@ -30,6 +30,12 @@ class SpsTable {
   /// Steps per second for a step of `b` tokens.
   double sps(double b) const { return 1.0 / step_time(b); }
 
+  /// A cursor for non-decreasing queries (valid while this table lives).
+  StepTimeCursor cursor() const {
+    return StepTimeCursor{tokens_.data(), seconds_.data(), static_cast<int64_t>(tokens_.size()),
+                          mode_};
+  }
+
   const std::vector<double>& tokens() const { return tokens_; }
   const std::vector<double>& step_times() const { return seconds_; }
   std::vector<double> steps_per_second() const;
