@@ -112,6 +112,16 @@ def test_prefix_schedule_vec_matches_loop_reference(early_stop):
                 assert got.tolist() == prefix_schedule_ref(conf.tolist(), sps, early_stop)
 
 
+def test_prefix_scheduler_remaining_tokens_cap():
+    sched = dspark.PrefixScheduler(dspark.SpsTable.from_step_times([1.0, 4096.0], [1.0, 1.0]))
+    conf = torch.full((4, 5), 0.9)
+    rem = torch.tensor([1, 2, 10, 4])
+    assert sched.schedule(conf, remaining_tokens=rem).tolist() == [0, 1, 5, 3]
+    assert sched.schedule(conf, remaining_tokens=rem, max_lengths=2).tolist() == [0, 1, 2, 2]
+    with pytest.raises(ValueError, match=r"remaining_tokens\[0\] = 0"):
+        sched.schedule(conf, remaining_tokens=torch.tensor([0, 1, 1, 1]))
+
+
 def test_prefix_scheduler_accepts_numpy_strided_and_float64():
     tab, _ = _table(*_gpu_like())
     sched = dspark.PrefixScheduler(tab)
@@ -119,6 +129,8 @@ def test_prefix_scheduler_accepts_numpy_strided_and_float64():
     want = sched.schedule(conf[:, ::2].float().contiguous())
     assert torch.equal(sched.schedule(conf[:, ::2]), want)
     assert torch.equal(sched.schedule(conf[:, ::2].numpy()), want)
+    row = conf[:1, ::2].float()
+    assert torch.equal(sched.schedule(row.expand(9, 6)), sched.schedule(row.repeat(9, 1)))
 
 
 # ---------------------------------------------------------------- optimality (brute force)
@@ -194,6 +206,26 @@ def test_async_scheduler_uses_stale_capacity():
         if t >= 2:
             k = ref.capacity(confs[t - 2])
             assert torch.equal(got, ref.admit_top_k(c, k))
+
+
+def test_async_scheduler_draft_cost_and_skip():
+    """With a drafter that costs more than speculation gains, K becomes 0 (draft skipping)."""
+    tokens, secs = _gpu_like()
+    tab = dspark.SpsTable.from_step_times(tokens, secs)
+    conf = torch.full((256, 7), 0.5)
+    cheap = AsyncPrefixScheduler(tab, delay=1, draft_seconds=1e-6)
+    dear = AsyncPrefixScheduler(tab, delay=1, draft_seconds=0.1)
+    assert cheap.next_capacity is None
+    cheap.step(conf)
+    dear.step(conf)
+    assert cheap.next_capacity > 0
+    assert dear.next_capacity == 0
+    dear.skip()  # no drafting: the capacity is carried forward
+    assert dear.next_capacity == 0
+    with pytest.raises(ValueError, match="delay"):
+        AsyncPrefixScheduler(tab, delay=0)
+    with pytest.raises(TypeError, match="draft_seconds"):
+        AsyncPrefixScheduler(dspark.LoadMonitor(tab), draft_seconds=0.1)
 
 
 # ---------------------------------------------------------------- losslessness (the counterexample)

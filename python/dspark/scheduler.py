@@ -51,7 +51,9 @@ def _as_confidences(confidences: object) -> torch.Tensor:
         )
     # The walk is host code: a CUDA tensor is copied (one small D2H per step).
     c = confidences.detach().to("cpu", torch.float32)
-    return c if c.stride(-1) == 1 else c.contiguous()
+    # Unit stride along G, and rows that do not overlap (expanded tensors have stride 0).
+    ok = c.stride(-1) == 1 and (c.shape[0] == 1 or c.stride(0) >= c.shape[1])
+    return c if ok else c.contiguous()
 
 
 def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
@@ -69,6 +71,24 @@ def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
             f"max_lengths: expected shape ({num_requests},), got {tuple(max_lengths.shape)}"
         )
     return max_lengths.detach().to("cpu", torch.int32).contiguous()
+
+
+def _with_remaining(
+    caps: torch.Tensor | None, remaining_tokens: object, num_requests: int
+) -> torch.Tensor | None:
+    """Fold a remaining-token budget into the caps: a step emits accepted + 1 tokens, so a
+    request with n tokens left may verify at most n - 1 drafts."""
+    if remaining_tokens is None:
+        return caps
+    rem = _as_caps(remaining_tokens, num_requests)
+    assert rem is not None
+    if bool((rem < 1).any()):
+        bad = int(torch.nonzero(rem < 1)[0, 0])
+        raise ValueError(
+            f"remaining_tokens: expected values >= 1, got remaining_tokens[{bad}] = {int(rem[bad])}"
+        )
+    rem = rem - 1
+    return rem if caps is None else torch.minimum(caps, rem)
 
 
 def _budget(token_budget: int | None) -> int:
@@ -119,6 +139,7 @@ class PrefixScheduler:
         confidences: torch.Tensor,
         *,
         max_lengths: torch.Tensor | int | None = None,
+        remaining_tokens: torch.Tensor | int | None = None,
         token_budget: int | None = None,
     ) -> torch.Tensor:
         """Choose how many draft tokens each request verifies this step.
@@ -129,7 +150,10 @@ class PrefixScheduler:
             Per-position conditional confidences ``c[r, j]`` in [0, 1] (calibrated), the
             probability that draft j survives given that drafts < j survived.
         max_lengths : Tensor (R,) int32/int64 or int, optional
-            Per-request caps (e.g. the drafts actually available, or remaining tokens - 1).
+            Per-request caps (e.g. the drafts actually available).
+        remaining_tokens : Tensor (R,) int32/int64 or int, optional
+            Tokens each request may still emit (>= 1); caps lengths at ``remaining_tokens - 1``
+            because a step emits the accepted drafts plus one token.
         token_budget : int, optional
             Cap on the tokens of the verification step, ``R + sum(lengths)``.
 
@@ -146,7 +170,10 @@ class PrefixScheduler:
             Non-tensor or non-floating confidences.
         """
         return self.schedule_with_summary(
-            confidences, max_lengths=max_lengths, token_budget=token_budget
+            confidences,
+            max_lengths=max_lengths,
+            remaining_tokens=remaining_tokens,
+            token_budget=token_budget,
         ).lengths
 
     def schedule_with_summary(
@@ -154,12 +181,13 @@ class PrefixScheduler:
         confidences: torch.Tensor,
         *,
         max_lengths: torch.Tensor | int | None = None,
+        remaining_tokens: torch.Tensor | int | None = None,
         token_budget: int | None = None,
     ) -> ScheduleResult:
         """Like :meth:`schedule`, also returning B, tau and tau * SPS(B)."""
         c = _as_confidences(confidences)
         out = torch.empty(c.shape[0], dtype=torch.int32)
-        caps = _as_caps(max_lengths, c.shape[0])
+        caps = _with_remaining(_as_caps(max_lengths, c.shape[0]), remaining_tokens, c.shape[0])
         b, tau, obj = self._impl.schedule(c, caps, _budget(token_budget), out)
         return ScheduleResult(out, int(b), float(tau), float(obj))
 
