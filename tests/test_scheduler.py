@@ -313,6 +313,26 @@ def test_heavier_load_never_lengthens_budgets():
     assert totals[0] > totals[-1]  # and the load actually changes the decision
 
 
+def test_heavier_load_never_lengthens_budgets_random_curves():
+    """Same property for arbitrary curves: T_heavy(B) = T_light(B) h(B) with h non-decreasing
+    has T_heavy(B+1) / T_heavy(B) >= T_light(B+1) / T_light(B) at every B."""
+    rng = np.random.default_rng(17)
+    gen = torch.Generator().manual_seed(17)
+    grid = np.arange(1, 600, dtype=np.float64)
+    strict = 0
+    for _ in range(10):
+        light = np.cumsum(rng.exponential(0.4, len(grid)) * (rng.random(len(grid)) < 0.8)) + 50
+        h = np.cumprod(1 + rng.exponential(0.004, len(grid)) * (rng.random(len(grid)) < 0.5))
+        s_light = dspark.PrefixScheduler(dspark.SpsTable.from_step_times(grid, light))
+        s_heavy = dspark.PrefixScheduler(dspark.SpsTable.from_step_times(grid, light * h))
+        for _ in range(5):
+            conf = _confidences(gen, 40, 7, "high")
+            heavy, light_len = s_heavy.schedule(conf), s_light.schedule(conf)
+            assert (heavy <= light_len).all()
+            strict += int(heavy.sum() < light_len.sum())
+    assert strict >= 10  # the extra load changes the decision in many cases
+
+
 # ---------------------------------------------------------------- SpsTable and LoadMonitor
 
 
