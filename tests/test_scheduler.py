@@ -195,6 +195,28 @@ def test_admit_top_k_and_capacity_match_reference():
             assert int(got.sum()) == min(k, len(order))
 
 
+@pytest.mark.parametrize("curve", ["gpu", "steep", "flat", "late_peak"])
+@pytest.mark.parametrize(("r", "g"), [(3, 5), (200, 8), (700, 4)])
+def test_capacity_matches_global_reference(curve, r, g):
+    """capacity() walks descending chunks and stops on a bound; it must still find the best
+    prefix of the whole order, including peaks far beyond the first chunk."""
+    tokens = {
+        "flat": ([1.0, 8192.0], [1.0, 1.0]),  # everything is admitted
+        "late_peak": ([1.0, 2.0, 5000.0], [1.0, 3.0, 3.0]),  # a costly first step, then free
+    }
+    tok, sec = CURVES[curve]() if curve in CURVES else tokens[curve]
+    tab, sps = _table(tok, sec, mode="step" if curve == "late_peak" else "linear")
+    sched = dspark.PrefixScheduler(tab)
+    gen = torch.Generator().manual_seed(r + g)
+    for kind in ("uniform", "high", "ties"):
+        conf = _confidences(gen, r, g, kind)
+        want = sum(prefix_schedule_ref(conf.tolist(), sps, early_stop=False))
+        assert sched.capacity(conf) == want
+        budget = r + 37
+        want_b = sum(prefix_schedule_ref(conf.tolist(), sps, early_stop=False, token_budget=budget))
+        assert sched.capacity(conf, token_budget=budget) == want_b
+
+
 def test_async_scheduler_uses_stale_capacity():
     tab, _ = _table(*_gpu_like())
     ref = dspark.PrefixScheduler(tab, early_stop=False)

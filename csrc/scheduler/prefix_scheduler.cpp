@@ -152,9 +152,12 @@ ScheduleSummary walk(const ScheduleInput& in, const SpsTable& table, Walk mode, 
   return best_summary;
 }
 
-/// The global search for the best count only (the async variant's capacity): ties between equal
-/// survivals do not change the objective sequence, so a plain descending sort of the values
-/// replaces the k-way merge (cheaper when every candidate is visited).
+/// The global search for the best count only (the async variant's capacity). Ties between
+/// equal survivals do not change the objective sequence, so plain values suffice. Rather than
+/// sorting all N values, the walk takes them in descending chunks (nth_element, then a sort of
+/// the chunk) and stops once no later prefix can win: every remaining value is <= the largest
+/// remaining one, a_max, so theta after m more admissions is at most
+/// (tau + m * a_max) * SPS(B + m). Typical cost O(N + M log M) for a first chunk of M.
 int64_t best_count(const ScheduleInput& in, const SpsTable& table) {
   thread_local Scratch s;
   validate(in, s);
@@ -167,21 +170,40 @@ int64_t best_count(const ScheduleInput& in, const SpsTable& table) {
       s.values.push_back(a);
     }
   }
-  std::sort(s.values.begin(), s.values.end(), std::greater<double>());
-  StepTimeCursor step_time = table.cursor();
   const int64_t R = in.num_requests;
-  int64_t b = R, best_k = 0;
+  const int64_t n = static_cast<int64_t>(s.values.size());
+  const int64_t limit = in.token_budget >= 0 ? std::max<int64_t>(0, in.token_budget - R) : n;
+  const int64_t total = std::min(n, limit);  // admissions the budget allows
+  StepTimeCursor step_time = table.cursor();
+  int64_t b = R, best_k = 0, done = 0;
   double tau = static_cast<double>(R);
   double best = tau * (1.0 / step_time(static_cast<double>(b)));
-  for (size_t i = 0; i < s.values.size(); ++i) {
-    if (in.token_budget >= 0 && b + 1 > in.token_budget) break;
-    tau += s.values[i];
-    ++b;
-    const double theta = tau * (1.0 / step_time(static_cast<double>(b)));
-    if (theta > best) {
-      best = theta;
-      best_k = static_cast<int64_t>(i) + 1;
+  auto first = s.values.begin();
+  int64_t chunk = std::max<int64_t>(256, 2 * R);
+  while (done < total) {
+    const int64_t end = std::min(n, done + chunk);
+    std::nth_element(first + done, first + (end - 1), s.values.end(), std::greater<double>());
+    std::sort(first + done, first + end, std::greater<double>());
+    for (int64_t i = done; i < std::min(end, total); ++i) {
+      tau += s.values[i];
+      ++b;
+      const double theta = tau * (1.0 / step_time(static_cast<double>(b)));
+      if (theta > best) {
+        best = theta;
+        best_k = i + 1;
+      }
     }
+    done = std::min(end, total);
+    if (done >= total) break;
+    // Bound for every later prefix (a fresh cursor: the main one must keep moving forward).
+    const double a_max = *std::max_element(first + done, s.values.end());
+    StepTimeCursor probe = table.cursor();
+    bool can_win = false;
+    for (int64_t m = 1; m <= total - done && !can_win; ++m)
+      can_win = (tau + static_cast<double>(m) * a_max) *
+                    (1.0 / probe(static_cast<double>(b + m))) > best;
+    if (!can_win) break;
+    chunk *= 2;
   }
   return best_k;
 }
