@@ -1,4 +1,4 @@
-"""PrefixScheduler, SpsTable, LoadMonitor: exactness vs the reference walk, optimality, the
+"""PrefixScheduler and its async variant: exactness vs the reference walk, optimality, the
 spec's losslessness counterexample (algorithms.md section 4), monotonicity and bad input."""
 
 from __future__ import annotations
