@@ -10,16 +10,22 @@ from __future__ import annotations
 # torch first: its libgomp then serves dspark's OpenMP regions too (one thread pool).
 import torch  # noqa: F401
 
+from dspark import calibration
 from dspark._backend import backends, cuda_available
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
 from dspark.ops.verify import VerifyResult, verify_batch
+from dspark.scheduler import LoadMonitor, PrefixScheduler, SpsTable
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LoadMonitor",
+    "PrefixScheduler",
+    "SpsTable",
     "VerifyResult",
     "__version__",
     "backends",
+    "calibration",
     "cuda_available",
     "tree_attention_mask",
     "tree_from_choices",
