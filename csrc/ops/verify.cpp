@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu/verify.h"
+#include "dspark/math.h"
 #include "ops/checks.h"
 
 #ifdef DSPARK_WITH_CUDA
@@ -76,6 +77,32 @@ int32_t check_verify_structure(const TensorView& draft_tokens, const TensorView&
   return max_depth;
 }
 
+namespace {
+
+/// Per-request value ranges (host pointers). Messages match python/dspark/ops/verify.py.
+void check_verify_values(const VerifyParams& P) {
+  for (int32_t r = 0; r < P.num_requests; ++r) {
+    if (P.temperature) {
+      const float t = P.temperature[r];
+      DSPARK_CHECK(t >= 0.0f && t < kInf, "temperature: expected finite values >= 0, got temperature[",
+                   r, "] = ", t);
+    }
+    if (P.top_k)
+      DSPARK_CHECK(P.top_k[r] >= 0, "top_k: expected values >= 0, got top_k[", r, "] = ", P.top_k[r]);
+    if (P.top_p)
+      DSPARK_CHECK(P.top_p[r] > 0.0f && P.top_p[r] <= 1.0f, "top_p: expected values in (0, 1], got top_p[",
+                   r, "] = ", P.top_p[r]);
+    if (P.min_p)
+      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] < 1.0f, "min_p: expected values in [0, 1), got min_p[",
+                   r, "] = ", P.min_p[r]);
+    if (P.max_emit)
+      DSPARK_CHECK(P.max_emit[r] >= 0, "max_emit: expected values >= 0, got max_emit[", r, "] = ",
+                   P.max_emit[r]);
+  }
+}
+
+}  // namespace
+
 void verify_batch(const VerifyArgs& a) {
   check_tensor(a.target, "target", {kF32, kF16, kBF16}, {-1, -1});
   check_tensor(a.draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
@@ -134,7 +161,8 @@ void verify_batch(const VerifyArgs& a) {
   if (a.logprobs) check_tensor(*a.logprobs, "out.logprobs", {kF32}, {R, D + 1});
   for (const TensorView* t : {&a.accept_len, &a.num_emitted, &a.final_token, &a.last_row,
                               &a.next_offset, &a.final_is_bonus, &a.tokens, &a.path})
-    DSPARK_CHECK(t->ndim == 1 || t->shape[0] <= 1 || t->shape[1] == 0 || t->strides[0] == t->shape[1],
+    DSPARK_CHECK(t->ndim == 1 ? (t->shape[0] <= 1 || t->strides[0] == 1)
+                              : (t->shape[0] <= 1 || t->shape[1] == 0 || t->strides[0] == t->shape[1]),
                  "out: output tensors must be contiguous");
   DSPARK_CHECK(a.draft_indptr.strides[0] == 1 && a.draft_tokens.strides[0] == 1 &&
                    (!a.parents || a.parents->strides[0] == 1),
@@ -183,9 +211,10 @@ void verify_batch(const VerifyArgs& a) {
   if (R == 0) return;
 
   if (a.target.device == DeviceType::kCPU) {
-    // Index safety on the host is O(N) and always on, so no input can make the kernel read out
-    // of bounds.
+    // Index safety and value ranges on the host are O(N + R) and always on, so no input can make
+    // the kernel read out of bounds or produce garbage silently. (CUDA inputs: checked in Python.)
     check_verify_structure(a.draft_tokens, a.draft_indptr, a.parents, V);
+    check_verify_values(P);
     cpu::verify_batch(P);
     return;
   }

@@ -88,6 +88,18 @@ def test_verify_batch_low_level_rejects_mismatched_outputs():
                         torch.zeros(2, dtype=torch.int64), None, False, 2, *out[:8], None)
 
 
+def test_verify_batch_low_level_rejects_strided_outputs():
+    from dspark import _C
+
+    a = good()
+    out = dspark.VerifyResult.empty(2, 2, torch.device("cpu"))
+    strided = torch.empty(2, 2, dtype=torch.int32)[:, 0]  # stride 2
+    with pytest.raises(ValueError, match="contiguous"):
+        _C.verify_batch(a["target"], a["draft_tokens"], a["draft_indptr"].int(), a["parents"],
+                        a["draft_probs"], 1, 0, a["temperature"], None, None, None, a["seed"],
+                        torch.zeros(2, dtype=torch.int64), None, False, 2, strided, *out[1:8], None)
+
+
 def test_cuda_tensor_on_cpu_only_build_is_clear(monkeypatch):
     from dspark import _backend
 

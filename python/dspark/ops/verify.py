@@ -79,15 +79,15 @@ class VerifyResult(NamedTuple):
         r, d = num_requests, max_depth
         # One int32 allocation carved into views (allocation dominates small calls).
         buf = torch.empty(r * (2 * d + 5), dtype=torch.int32, device=device)
-        ints = buf.split([r, r, r * (d + 1), r, r * d, r])
+        w = d + 1
         return VerifyResult(
-            accept_len=ints[0],
-            num_emitted=ints[1],
-            tokens=ints[2].view(r, d + 1),
-            final_token=ints[3],
+            accept_len=buf[:r],
+            num_emitted=buf[r : 2 * r],
+            tokens=buf[2 * r : (2 + w) * r].view(r, w),
+            final_token=buf[(2 + w) * r : (3 + w) * r],
             final_is_bonus=torch.empty(r, dtype=torch.bool, device=device),
-            path=ints[4].view(r, d),
-            last_row=ints[5],
+            path=buf[(3 + w) * r : (3 + w + d) * r].view(r, d),
+            last_row=buf[(3 + w + d) * r :],
             next_offset=torch.empty(r, dtype=torch.int64, device=device),
             logprobs=torch.empty(r, d + 1, dtype=torch.float32, device=device) if logprobs else None,
         )
@@ -277,7 +277,7 @@ def verify_batch(
     seed_t = as_request_tensor("seed", seed, num_req, torch.int64, dev)
     offset_t = as_request_tensor("offset", 0 if offset is None else offset, num_req, torch.int64, dev)
 
-    if validate != "none":
+    if validate != "none" and dev.type == "cuda":  # on the CPU the native entry checks these
         t = temperature_t
         _check_range("temperature", t, None if t is None else (t >= 0) & torch.isfinite(t),
                      "finite values >= 0")
