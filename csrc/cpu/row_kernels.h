@@ -128,6 +128,41 @@ DSPARK_CPU_KERNEL inline float sum_above(const float* w, int32_t n, float thr) {
   return s;
 }
 
+/// One pass over a logits row: max, lowest argmax and sum exp((x - max) * it). Each L1-sized chunk
+/// is read twice (max, then exp-sum) but memory once; chunks merge with the online-softmax rule.
+template <typename T>
+DSPARK_CPU_KERNEL void max_sumexp(const T* x, int32_t n, float it, float& max_out, int32_t& arg_out,
+                                  double& z_out) {
+  constexpr int32_t kBlock = 2048;
+  float m = kNegInf;
+  int32_t arg = 0;
+  double z = 0.0;
+  for (int32_t lo = 0; lo < n; lo += kBlock) {
+    const int32_t hi = lo + kBlock < n ? lo + kBlock : n;
+    float cm = kNegInf;
+#pragma omp simd reduction(max : cm)
+    for (int32_t v = lo; v < hi; ++v) cm = cm < load_float(x, v) ? load_float(x, v) : cm;
+    if (!(cm > kNegInf)) continue;  // all -inf (or NaN): contributes nothing
+    float cs = 0.0f;
+#pragma omp simd reduction(+ : cs)
+    for (int32_t v = lo; v < hi; ++v) cs += dexp((load_float(x, v) - cm) * it);
+    if (cm > m) {
+      for (int32_t v = lo; v < hi; ++v)
+        if (load_float(x, v) == cm) {
+          arg = v;
+          break;
+        }
+      z = z * double(dexp((m - cm) * it)) + cs;
+      m = cm;
+    } else {
+      z += double(cs) * double(dexp((cm - m) * it));
+    }
+  }
+  max_out = m;
+  arg_out = arg;
+  z_out = z;
+}
+
 /// sum of exp(x - m) (softmax normaliser of a logits row, raw scale).
 template <typename T>
 DSPARK_CPU_KERNEL float sum_exp(const T* x, int32_t lo, int32_t hi, float m) {

@@ -57,22 +57,28 @@ struct CpuVerifyOps {
     const int32_t V = P.vocab_size;
     const bool probs = P.target_is_probs;
     if (rp.greedy) {
-      row_max_argmax(x, V, st.max, st.argmax);
       if (P.logprobs && !probs) {
-        const float m = st.max;
-        st.log_z = float(std::log(chunked(V, [&](int32_t lo, int32_t hi) { return sum_exp(x, lo, hi, m); })));
+        double z;
+        max_sumexp(x, V, 1.0f, st.max, st.argmax, z);
+        st.log_z = float(std::log(z));
+      } else {
+        row_max_argmax(x, V, st.max, st.argmax);
       }
       return st;
     }
     const bool trunc = rp.truncates(V);
     if (probs && rp.inv_temp == 1.0f && !trunc) return st;  // p used as given: gathers only
-    if (!probs) row_max_argmax(x, V, st.max, st.argmax);
-    WeightParams wp = weight_params(st, rp);
-    wp.inv_z = 1.0f;
     double z;
-    if (!trunc) {
+    if (!probs && !trunc) {
+      max_sumexp(x, V, rp.inv_temp, st.max, st.argmax, z);  // one memory pass
+    } else if (!trunc) {
+      WeightParams wp = weight_params(st, rp);
+      wp.inv_z = 1.0f;
       z = chunked(V, [&](int32_t lo, int32_t hi) { return sum_p0(x, lo, hi, wp); });
     } else {
+      if (!probs) row_max_argmax(x, V, st.max, st.argmax);
+      WeightParams wp = weight_params(st, rp);
+      wp.inv_z = 1.0f;
       w.resize(V);
       const float wmax = fill_weights(x, V, wp, w.data());
       float thr = 0.0f;
@@ -154,7 +160,14 @@ struct CpuVerifyOps {
         best_block = b;
       }
     }
-    if (best_block < 0) return st.argmax;  // no mass anywhere (invalid row): see validate="full"
+    if (best_block < 0) {
+      if (rs.num > rs.start) {  // residual mass 0 (p == q up to rounding): use the original p
+        ResidualState reset = rs;
+        reset.start = reset.num;
+        return sample(row, st, rp, reset, qnode, qs, seed, offset, node);
+      }
+      return st.argmax;  // no mass anywhere (invalid row): see validate="full"
+    }
     const TT* x = target_row(row);
     const TQ* q = qnode >= 0 ? draft_row(qnode) : nullptr;
     const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);

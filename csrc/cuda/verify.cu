@@ -170,9 +170,10 @@ struct CudaVerifyOps {
   }
 
   __device__ float residual_at(int32_t v, int64_t row, const RowStats& st, const RowParams& rp,
-                               const ResidualState& rs, int64_t qnode, const QStats& qs) {
+                               const ResidualState& rs, int64_t qnode, const QStats& qs,
+                               bool original = false) {
     const float p0 = target_prob(target_row(row), v, st, rp.inv_temp, P.target_is_probs);
-    if (rs.num == rs.start) return p0;
+    if (original || rs.num == rs.start) return p0;
     const float qv = qnode >= 0 ? draft_prob(draft_row(qnode), v, qs, P.q_kind == DraftQ::kLogits)
                                 : 0.0f;
     return residual_prob(rs, rs.num, P.q_kind, P.sampling, v, p0, qv);
@@ -187,8 +188,18 @@ struct CudaVerifyOps {
   __device__ int32_t sample(int64_t row, const RowStats& st, const RowParams& rp,
                             const ResidualState& rs, int64_t qnode, const QStats& qs,
                             uint64_t seed, uint64_t offset, int32_t node) {
+    int32_t t = race(row, st, rp, rs, qnode, qs, seed, offset, node, false);
+    if (t < 0 && rs.num > rs.start)  // residual mass 0 (p == q up to rounding): original p
+      t = race(row, st, rp, rs, qnode, qs, seed, offset, node, true);
+    return t < 0 ? st.argmax : t;  // no mass anywhere (invalid row): see validate="full"
+  }
+
+  /// Exponential race over the residual (or the original p); -1 when nothing has mass.
+  __device__ int32_t race(int64_t row, const RowStats& st, const RowParams& rp,
+                          const ResidualState& rs, int64_t qnode, const QStats& qs, uint64_t seed,
+                          uint64_t offset, int32_t node, bool original) {
     const int32_t V = P.vocab_size;
-    auto f = [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs); };
+    auto f = [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs, original); };
     float best_key = 0.0f, key;
     int32_t best_block = -1;
     for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
@@ -198,7 +209,7 @@ struct CudaVerifyOps {
         best_block = b;
       }
     }
-    if (best_block < 0) return st.argmax;
+    if (best_block < 0) return -1;
     const int32_t lo = best_block * kRaceBlock, hi = min(V, lo + kRaceBlock);
     float tkey = 0.0f;
     int32_t tbest = 0x7fffffff;

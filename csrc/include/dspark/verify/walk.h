@@ -13,7 +13,8 @@
 //   RowStats stats(int64_t row, const RowParams&);
 //   QStats qstats(int64_t node);                 softmax stats of a draft-logits row
 //   float residual_mass(row, st, rp, rs, qnode, qs);       sum_v of the residual through rs.num
-//   int32_t sample(row, st, rp, rs, qnode, qs, seed, offset, node);   exponential race
+//   int32_t sample(row, st, rp, rs, qnode, qs, seed, offset, node);   exponential race over the
+//       residual (unnormalised is fine); falls back to the original p when the residual has no mass
 #pragma once
 #include <cstdint>
 
@@ -139,9 +140,12 @@ DSPARK_HOST_DEVICE void verify_request(const VerifyParams& P, int32_t r, Ops& op
       rs.qscale[k] = next_qscale(rs, P.sampling);
       rs.inv_s[k] = 1.0f;
       rs.num = k + 1;
-      const float s = P.q_kind == DraftQ::kDeterministic
-                          ? 1.0f - p_t
-                          : ops.residual_mass(row, st, rp, rs, qnode, qs);
+      // The normaliser S_k is only needed if another child will be tested against P_k: the
+      // final race is scale-free (a zero-mass residual is detected by the race itself).
+      const bool more = verify_next_child(P, n0, n, cur, c) >= 0;
+      const float s = P.q_kind == DraftQ::kDeterministic ? 1.0f - p_t
+                      : more ? ops.residual_mass(row, st, rp, rs, qnode, qs)
+                             : 1.0f;
       if (s > 0.0f && s < kInf) {
         rs.inv_s[k] = 1.0f / s;
       } else {
