@@ -8,5 +8,6 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "dspark native core (torch-free; tensors cross as DLPack)";
   dspark::bindings::register_info(m);
   dspark::bindings::register_verify(m);
+  dspark::bindings::register_draft(m);
   dspark::bindings::register_scheduler(m);
 }

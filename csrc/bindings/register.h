@@ -6,5 +6,6 @@
 namespace dspark::bindings {
 void register_info(pybind11::module_& m);
 void register_verify(pybind11::module_& m);
+void register_draft(pybind11::module_& m);
 void register_scheduler(pybind11::module_& m);
 }  // namespace dspark::bindings

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layer: cpu/. Run-time ISA dispatch: kernels are compiled for baseline x86-64 and for AVX2; both
 // are built without FP contraction, so they return bit-identical results.
+#include "cpu/draft_step.h"
 #include "cpu/verify.h"
 
 namespace dspark::cpu {
@@ -21,6 +22,13 @@ void verify_batch(const VerifyParams& P) {
   if (has_avx2()) return cpu_avx2::verify_batch(P);
 #endif
   cpu_generic::verify_batch(P);
+}
+
+void draft_step(const DraftStepParams& P) {
+#if defined(DSPARK_HAVE_AVX2_VARIANT)
+  if (has_avx2()) return cpu_avx2::draft_step(P);
+#endif
+  cpu_generic::draft_step(P);
 }
 
 }  // namespace dspark::cpu

@@ -12,6 +12,7 @@ import torch  # noqa: F401
 
 from dspark import calibration
 from dspark._backend import backends, cuda_available
+from dspark.ops.draft_step import DraftStepResult, draft_step
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
 from dspark.ops.verify import VerifyResult, verify_batch
 from dspark.scheduler import LoadMonitor, PrefixScheduler, SpsTable
@@ -19,6 +20,7 @@ from dspark.scheduler import LoadMonitor, PrefixScheduler, SpsTable
 __version__ = "0.1.0"
 
 __all__ = [
+    "DraftStepResult",
     "LoadMonitor",
     "PrefixScheduler",
     "SpsTable",
@@ -27,6 +29,7 @@ __all__ = [
     "backends",
     "calibration",
     "cuda_available",
+    "draft_step",
     "tree_attention_mask",
     "tree_from_choices",
     "tree_from_sglang",

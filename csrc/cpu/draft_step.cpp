@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: cpu/. CPU backend of draft_step (the DSpark sequential stage). Step k of every request
+// depends on token k-1, so the op walks the G steps in order; within a step the bias GEMV is done
+// for all requests at once, tiled over the vocabulary so each W2 tile is read from memory once per
+// step (a GEMM [R, r] x [r, V], fused with the add, the temperature and the write of the logits),
+// then every request samples its token with the same exponential race as verify_batch.
+// Compiled once per ISA (DSPARK_CPU_ISA_NS).
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "cpu/draft_step.h"
+#include "cpu/parallel.h"
+#include "cpu/row_kernels.h"
+#include "cpu/row_ops.h"
+#include "dspark/draft/markov_step.h"
+#include "dspark/verify/sampling.h"
+
+namespace dspark::cpu {
+namespace DSPARK_CPU_ISA_NS {
+namespace {
+
+constexpr int32_t kVocabTile = 64;  // W2 rows per task: 64 x r(256) x 4 B = 64 KB, stays in L2
+
+template <typename T>
+DSPARK_CPU_KERNEL float dot_rank(const T* a, const float* b, int32_t r) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int32_t j = 0; j < r; ++j) s += load_float(a, j) * b[j];
+  return s;
+}
+
+/// Sample from softmax(row) by the two-level exponential race of verify_batch (greedy: argmax).
+int32_t sample_row(const float* row, int32_t V, bool greedy, uint64_t seed, uint64_t offset,
+                   int32_t node) {
+  float m;
+  int32_t arg;
+  row_max_argmax(row, V, m, arg);
+  if (greedy || !(m > kNegInf)) return arg;
+  float best_key = 0.0f, key;
+  int32_t best_block = -1;
+  for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
+    const float mass = sum_exp(row, lo, std::min(V, lo + kRaceBlock), m);
+    if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
+      best_key = key;
+      best_block = b;
+    }
+  }
+  const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
+  int32_t best = arg;
+  best_key = 0.0f;
+  float e[4];
+  for (int32_t v = lo; v < hi; ++v) {
+    if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+    if (race_better(dexp(row[v] - m), e[v & 3], best_key, key)) {
+      best_key = key;
+      best = v;
+    }
+  }
+  return best;
+}
+
+template <typename TU, typename TW, typename TH>
+void run(const DraftStepParams& P) {
+  const int32_t R = P.num_requests, G = P.steps, V = P.vocab_size, r = P.rank;
+  const TU* U = static_cast<const TU*>(P.base_logits);
+  const TW* W1 = static_cast<const TW*>(P.w1);
+  const TW* W2 = static_cast<const TW*>(P.w2);
+  std::vector<int32_t> prev(R);
+  std::vector<float> inv_t(R), w1_rows(size_t(R) * r);
+  for (int32_t i = 0; i < R; ++i) {
+    const int64_t a = P.anchors_int64 ? static_cast<const int64_t*>(P.anchors)[i]
+                                      : static_cast<const int32_t*>(P.anchors)[i];
+    prev[i] = int32_t(std::min<int64_t>(std::max<int64_t>(a, 0), V - 1));
+    const float t = P.temperature ? P.temperature[i] : 0.0f;
+    inv_t[i] = t > 0.0f ? 1.0f / t : 1.0f;
+    P.next_offset[i] = P.offset[i] + 1;
+  }
+  for (int32_t k = 0; k < G; ++k) {
+    for (int32_t i = 0; i < R; ++i)  // W1[x_{k-1}] as float, reused by every vocabulary tile
+      for (int32_t j = 0; j < r; ++j) w1_rows[size_t(i) * r + j] = load_float(W1 + int64_t(prev[i]) * r, j);
+    if (P.confidence) {
+      for (int32_t i = 0; i < R; ++i) {
+        const TH* h = static_cast<const TH*>(P.hidden) + i * P.hidden_stride_r + k * P.hidden_stride_g;
+        P.confidence[i * G + k] = confidence_value(h, W1 + int64_t(prev[i]) * r, P.conf_weight,
+                                                   P.conf_bias, P.hidden_size, r);
+      }
+    }
+    auto out_row = [&](int32_t i) { return P.draft_logits + (int64_t(i) * G + k) * V; };
+    auto u_row = [&](int32_t i) { return U + i * P.base_stride_r + k * P.base_stride_g; };
+    if (P.candidates <= 0) {
+      const int32_t tiles = (V + kVocabTile - 1) / kVocabTile;
+      parallel_for(0, tiles, [&](int64_t t) {
+        const int32_t lo = int32_t(t) * kVocabTile, hi = std::min(V, lo + kVocabTile);
+        for (int32_t i = 0; i < R; ++i) {
+          const float* w1r = w1_rows.data() + size_t(i) * r;
+          const TU* u = u_row(i);
+          float* out = out_row(i);
+          for (int32_t v = lo; v < hi; ++v)
+            out[v] = (load_float(u, v) + dot_rank(W2 + int64_t(v) * r, w1r, r)) * inv_t[i];
+        }
+      });
+    } else {
+      const int32_t K = std::min(P.candidates, V);
+      parallel_for(0, R, [&](int64_t i) {
+        thread_local std::vector<int32_t> idx;
+        const TU* u = u_row(int32_t(i));
+        float* out = out_row(int32_t(i));
+        idx.resize(V);
+        std::iota(idx.begin(), idx.end(), 0);
+        // Top-K of U_k (ties: lower index first), then the bias only for those candidates.
+        std::nth_element(idx.begin(), idx.begin() + (K - 1), idx.end(), [&](int32_t a, int32_t b) {
+          const float ua = load_float(u, a), ub = load_float(u, b);
+          return ua > ub || (ua == ub && a < b);
+        });
+        std::fill(out, out + V, kNegInf);
+        const float* w1r = w1_rows.data() + size_t(i) * r;
+        for (int32_t c = 0; c < K; ++c) {
+          const int32_t v = idx[c];
+          out[v] = (load_float(u, v) + dot_rank(W2 + int64_t(v) * r, w1r, r)) * inv_t[i];
+        }
+      });
+    }
+    parallel_for(0, R, [&](int64_t i) {
+      const bool greedy = !(P.temperature && P.temperature[i] > 0.0f);
+      const int32_t tok = sample_row(out_row(int32_t(i)), V, greedy, uint64_t(P.seed[i]),
+                                     uint64_t(P.offset[i]), draft_race_node(k));
+      prev[i] = tok;
+      P.tokens[i * G + k] = tok;
+    });
+  }
+}
+
+}  // namespace
+
+void draft_step(const DraftStepParams& P) {
+  DSPARK_DISPATCH_FLOAT(P.base_dtype, TU, [&] {
+    DSPARK_DISPATCH_FLOAT(P.w_dtype, TW, [&] {
+      DSPARK_DISPATCH_FLOAT(P.hidden_dtype, TH, [&] { run<TU, TW, TH>(P); });
+    });
+  });
+}
+
+}  // namespace DSPARK_CPU_ISA_NS
+}  // namespace dspark::cpu

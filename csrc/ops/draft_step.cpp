@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: ops/. See draft_step.h.
+#include "ops/draft_step.h"
+
+#include "cpu/draft_step.h"
+#include "dspark/draft/markov_step.h"
+#include "ops/checks.h"
+
+#ifdef DSPARK_WITH_CUDA
+#include "cuda/draft_step.h"
+#endif
+
+namespace dspark::ops {
+
+void draft_step(const DraftStepArgs& a) {
+  constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
+  check_tensor(a.base_logits, "base_logits", {kF32, kF16, kBF16}, {-1, -1, -1});
+  const int64_t R = a.base_logits.shape[0], G = a.base_logits.shape[1], V = a.base_logits.shape[2];
+  DSPARK_CHECK(R >= 1 && G >= 1 && V >= 1, "base_logits: expected a non-empty (R, G, V) tensor, got ",
+               shape_str(a.base_logits));
+  check_tensor(a.w1, "w1", {kF32, kF16, kBF16}, {V, -1});
+  const int64_t r = a.w1.shape[1];
+  check_tensor(a.w2, "w2", {a.w1.dtype}, {V, r});
+  DSPARK_CHECK(a.w1.strides[0] == r && a.w2.strides[0] == r, "w1, w2: expected contiguous rows");
+  check_tensor(a.anchors, "anchors", {DType::kInt32, DType::kInt64}, {R});
+  check_tensor(a.seed, "seed", {DType::kInt64}, {R});
+  check_tensor(a.offset, "offset", {DType::kInt64}, {R});
+  for (const TensorView* t : {&a.w1, &a.w2, &a.anchors, &a.seed, &a.offset})
+    check_same_device(*t, "w1/w2/anchors/seed/offset", a.base_logits, "base_logits");
+  if (a.temperature) {
+    check_tensor(*a.temperature, "temperature", {kF32}, {R});
+    check_same_device(*a.temperature, "temperature", a.base_logits, "base_logits");
+  }
+  int64_t d = 0;
+  DSPARK_CHECK(bool(a.hidden) == bool(a.conf_weight),
+               "hidden, conf_weight: pass both (confidence head) or neither");
+  if (a.hidden) {
+    check_tensor(*a.hidden, "hidden", {kF32, kF16, kBF16}, {R, G, -1});
+    d = a.hidden->shape[2];
+    check_tensor(*a.conf_weight, "conf_weight", {kF32}, {d + r});
+    check_same_device(*a.hidden, "hidden", a.base_logits, "base_logits");
+    check_same_device(*a.conf_weight, "conf_weight", a.base_logits, "base_logits");
+  }
+  check_tensor(a.tokens, "out.tokens", {DType::kInt32}, {R, G});
+  check_tensor(a.draft_logits, "out.draft_logits", {kF32}, {R, G, V});
+  check_tensor(a.next_offset, "out.next_offset", {DType::kInt64}, {R});
+  DSPARK_CHECK(a.tokens.strides[0] == G && a.draft_logits.strides[1] == V &&
+                   a.draft_logits.strides[0] == G * V && a.next_offset.strides[0] == 1,
+               "out: output tensors must be contiguous");
+  if (a.confidence) check_tensor(*a.confidence, "out.confidence", {kF32}, {R, G});
+  DSPARK_CHECK(a.candidates >= 0, "candidates: expected >= 0, got ", a.candidates);
+
+  DraftStepParams P;
+  P.base_logits = a.base_logits.data;
+  P.base_dtype = a.base_logits.dtype;
+  P.base_stride_r = a.base_logits.strides[0];
+  P.base_stride_g = a.base_logits.strides[1];
+  P.w1 = a.w1.data;
+  P.w2 = a.w2.data;
+  P.w_dtype = a.w1.dtype;
+  P.anchors = a.anchors.data;
+  P.anchors_int64 = a.anchors.dtype == DType::kInt64;
+  P.temperature = a.temperature ? a.temperature->ptr<const float>() : nullptr;
+  P.seed = a.seed.ptr<const int64_t>();
+  P.offset = a.offset.ptr<const int64_t>();
+  if (a.hidden) {
+    P.hidden = a.hidden->data;
+    P.hidden_dtype = a.hidden->dtype;
+    P.hidden_stride_r = a.hidden->strides[0];
+    P.hidden_stride_g = a.hidden->strides[1];
+    P.conf_weight = a.conf_weight->ptr<const float>();
+    P.conf_bias = a.conf_bias;
+    DSPARK_CHECK(a.hidden->strides[2] == 1, "hidden: the last dimension must be contiguous");
+  }
+  P.num_requests = int32_t(R);
+  P.steps = int32_t(G);
+  P.vocab_size = int32_t(V);
+  P.rank = int32_t(r);
+  P.hidden_size = int32_t(d);
+  P.candidates = a.candidates;
+  P.tokens = a.tokens.ptr<int32_t>();
+  P.draft_logits = a.draft_logits.ptr<float>();
+  P.confidence = a.confidence ? a.confidence->ptr<float>() : nullptr;
+  P.next_offset = a.next_offset.ptr<int64_t>();
+  if (a.base_logits.device == DeviceType::kCPU) {
+    cpu::draft_step(P);
+    return;
+  }
+#ifdef DSPARK_WITH_CUDA
+  DSPARK_CHECK(a.candidates == 0, "candidates: top-K candidate drafting is CPU-only for now");
+  cuda::draft_step(P, a.base_logits.device_id, a.stream);
+#else
+  throw std::invalid_argument("base_logits: got a CUDA tensor, but dspark was built without CUDA");
+#endif
+}
+
+}  // namespace dspark::ops
