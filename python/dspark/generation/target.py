@@ -1,0 +1,121 @@
+"""The target side of speculative generation: a Hugging Face model with a KV cache that can roll
+back a different number of tokens per request.
+
+``DynamicCache`` has one length for the whole batch. Requests that accept different numbers of
+drafts therefore leave "holes": cache slots that a 2-D attention mask hides and that position ids
+skip (RoPE is applied with each request's real positions). After each round the tail that is
+invalid for every request is cropped (``cache.crop(-n)``), and when holes make the cache much
+longer than the longest request it is compacted by a per-request gather.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from transformers import DynamicCache
+
+__all__ = ["TargetForward", "TargetRunner"]
+
+
+class TargetForward(NamedTuple):
+    """Logits ``[B, n, V]`` and hidden states (HF ``output_hidden_states`` tuple) of new rows."""
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...]
+
+
+class TargetRunner:
+    """Runs a causal LM over ragged requests with per-request rollback.
+
+    Attributes
+    ----------
+    lengths : Tensor (B,) int64
+        Tokens each request has committed to the cache (= the next position id).
+    slot_valid : Tensor (B, S) bool
+        Which cache slots hold committed tokens of each request.
+    """
+
+    def __init__(self, target: Any, compact_ratio: float = 2.0) -> None:
+        self.target = target
+        self.device = next(target.parameters()).device
+        self.cache = DynamicCache(config=target.config)
+        self.compact_ratio = compact_ratio
+        self.lengths = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self.slot_valid = torch.zeros(0, 0, dtype=torch.bool, device=self.device)
+        self._pending = 0  # slots appended by the last forward and not yet resolved by accept()
+
+    def _all_dynamic(self) -> bool:
+        layers = getattr(self.cache, "layers", [])
+        return all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+    @torch.no_grad()
+    def forward(self, tokens: torch.Tensor, counts: torch.Tensor) -> TargetForward:
+        """Append ``tokens [B, n]`` (the first ``counts[b]`` of each row are real) and run them.
+
+        Every new slot stays provisionally visible to later rows of the same call (causal
+        attention), then :meth:`accept` decides which slots remain.
+        """
+        if self._pending:
+            raise RuntimeError("TargetRunner.forward: call accept() after each forward")
+        bsz, n = tokens.shape
+        ar = torch.arange(n, device=self.device)
+        new_valid = ar[None, :] < counts[:, None]
+        # Padding query rows reuse each request's last real position; their outputs are ignored.
+        positions = self.lengths[:, None] + torch.minimum(ar[None, :], (counts - 1).clamp_min(0)[:, None])
+        mask = torch.cat([self.slot_valid, new_valid], dim=1).long()
+        out = self.target(
+            input_ids=tokens, attention_mask=mask, position_ids=positions,
+            past_key_values=self.cache, use_cache=True, output_hidden_states=True,
+        )
+        self.slot_valid = torch.cat([self.slot_valid, new_valid], dim=1)
+        self._pending = n
+        return TargetForward(out.logits, tuple(out.hidden_states))
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TargetForward:
+        """Run the prompts; ``attention_mask`` marks real tokens (left padding or any holes)."""
+        self.lengths = torch.zeros(input_ids.shape[0], dtype=torch.int64, device=self.device)
+        self.slot_valid = torch.zeros(input_ids.shape[0], 0, dtype=torch.bool, device=self.device)
+        mask = attention_mask.bool()
+        positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        out = self.target(
+            input_ids=input_ids, attention_mask=mask.long(), position_ids=positions,
+            past_key_values=self.cache, use_cache=True, output_hidden_states=True,
+        )
+        self.slot_valid = mask.clone()
+        self.lengths = mask.sum(1)
+        return TargetForward(out.logits, tuple(out.hidden_states))
+
+    def accept(self, keep: torch.Tensor) -> None:
+        """Keep the first ``keep[b]`` slots of the last forward per request; drop the rest."""
+        n, self._pending = self._pending, 0
+        ar = torch.arange(n, device=self.device)
+        self.slot_valid[:, -n:] &= ar[None, :] < keep[:, None]
+        self.lengths = self.lengths + keep
+        # Crop the tail that no request uses (the exact rollback when the batch has one request).
+        used = self.slot_valid.any(0)
+        tail = int((~used).flip(0).long().cumprod(0).sum())
+        if tail:
+            self.cache.crop(-tail)
+            self.slot_valid = self.slot_valid[:, : self.slot_valid.shape[1] - tail]
+        longest = int(self.lengths.max()) if self.lengths.numel() else 0
+        if self.slot_valid.shape[1] > self.compact_ratio * longest + 64 and self._all_dynamic():
+            self._compact()
+
+    def _compact(self) -> None:
+        """Move each request's valid slots to the front (a stable per-request gather)."""
+        valid = self.slot_valid
+        width = int(valid.sum(1).max())
+        # Stable order: valid slots first, in their original order.
+        order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices[:, :width]
+        for layer in self.cache.layers:
+            idx = order[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+            layer.keys = layer.keys.gather(2, idx)
+            layer.values = layer.values.gather(2, idx)
+        self.slot_valid = valid.gather(1, order)
+
+    def select(self, indices: torch.Tensor) -> None:
+        """Keep only the requests ``indices`` (finished requests leave the batch)."""
+        self.cache.batch_select_indices(indices)
+        self.lengths = self.lengths[indices]
+        self.slot_valid = self.slot_valid[indices]

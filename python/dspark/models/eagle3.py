@@ -1,0 +1,201 @@
+"""Eagle3: a one-layer autoregressive drafter with training-time-test (TTT) unrolling.
+
+Pairing (deepspec-reference.md section 4): the entry at position t combines the target feature
+``g_t`` (which encodes tokens <= t) with the embedding of token t+1 and predicts token t+2. While
+drafting, step k feeds its own previous hidden state instead of a target feature. Any number of
+feature layers is accepted (the reference asserts exactly five).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from dspark.models.base import Drafter, Proposal
+from dspark.models.cache import RaggedKVCache
+from dspark.models.config import DrafterConfig
+from dspark.models.layers import Attention, RMSNorm, SwiGLU, rope_cos_sin
+from dspark.models.sampling import process_logits, sample_processed
+
+__all__ = ["Eagle3Drafter", "Eagle3TrainOutput"]
+
+
+class Eagle3Layer(nn.Module):
+    """Decoder layer over ``[norm(emb) ; norm(g)]`` (2d wide) whose residual stream is ``g``."""
+
+    def __init__(self, cfg: DrafterConfig) -> None:
+        super().__init__()
+        d, eps, gn = cfg.hidden_size, cfg.rms_norm_eps, cfg.gemma_norm
+        self.input_layernorm = RMSNorm(d, eps, gn)
+        self.hidden_norm = RMSNorm(d, eps, gn)
+        self.self_attn = Attention(cfg, in_dim=2 * d)
+        self.post_attention_layernorm = RMSNorm(d, eps, gn)
+        self.mlp = SwiGLU(d, cfg.intermediate_size, cfg.hidden_act)
+
+    def forward(self, emb, g, cos, sin, visible, extra_kv):
+        x = torch.cat([self.input_layernorm(emb), self.hidden_norm(g)], dim=-1)
+        a, kv = self.self_attn(x, cos, sin, visible, extra_kv)
+        h = g + a
+        return h + self.mlp(self.post_attention_layernorm(h)), kv
+
+
+@dataclass
+class Eagle3State:
+    """Ragged cache of committed entries and the hidden state of each request's last entry."""
+
+    cache: RaggedKVCache
+    last_hidden: torch.Tensor | None = None
+
+
+class Eagle3TrainOutput(NamedTuple):
+    """TTT forward over T packed positions and S unrolled steps.
+
+    Attributes
+    ----------
+    logits : Tensor (S, T, V)
+        Step s at position t predicts token ``t + 2 + s``.
+    labels : Tensor (S, T) int64
+    valid : Tensor (S, T) bool
+        The label lies in the same sequence.
+    """
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor
+
+
+class Eagle3Drafter(Drafter):
+    """Autoregressive Eagle3 drafter (chain drafting; full target vocabulary)."""
+
+    kind = "eagle3"
+
+    def __init__(self, config: DrafterConfig, target: Any) -> None:
+        super().__init__(config, target)
+        if config.num_layers != 1:
+            raise ValueError(f"num_layers: Eagle3 has exactly one draft layer, got {config.num_layers}")
+        self.fc = nn.Linear(self.feature_dim, config.hidden_size, bias=False)
+        self.layer = Eagle3Layer(config)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.gemma_norm)
+        self.reset_parameters()
+        ref = self._shared[0].weight
+        self.to(device=ref.device, dtype=ref.dtype)
+
+    def _step(self, state: Eagle3State, emb: torch.Tensor, g: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Run new entries ``[B, n, d]`` causally after the cache, store them, return outputs."""
+        cache, n = state.cache, emb.shape[1]
+        upto = cache.max_length()
+        ar = torch.arange(n, device=emb.device)
+        pos = cache.lengths[:, None] + ar[None, :]
+        causal = (ar[None, :] <= ar[:, None])[None].expand(emb.shape[0], -1, -1)
+        visible = torch.cat([cache.valid(upto)[:, None, :].expand(-1, n, -1), causal], dim=2)[:, None]
+        cos, sin = rope_cos_sin(self.rotary, emb, pos)
+        out, (k, v) = self.layer(emb, g, cos, sin, visible, cache.get(0, upto))
+        cache.write(0, k, v, counts)
+        cache.advance(counts)
+        return out
+
+    # --- inference ----------------------------------------------------------------------------
+    def new_state(self, batch: int) -> Eagle3State:
+        return Eagle3State(RaggedKVCache(1, batch, self.device))
+
+    def select(self, state: Eagle3State, indices: torch.Tensor) -> None:
+        state.cache.select(indices)
+        if state.last_hidden is not None:
+            state.last_hidden = state.last_hidden[indices]
+
+    @torch.no_grad()
+    def commit(
+        self, state: Eagle3State, features: torch.Tensor, next_tokens: torch.Tensor, counts: torch.Tensor
+    ) -> None:
+        g = self.fc(features.to(self.fc.weight.dtype))
+        out = self._step(state, self.embed(next_tokens), g, counts)
+        last = out.gather(1, (counts - 1).clamp_min(0)[:, None, None].expand(-1, 1, out.shape[-1]))[:, 0]
+        if state.last_hidden is None:
+            state.last_hidden = last
+        else:
+            state.last_hidden = torch.where((counts > 0)[:, None], last, state.last_hidden)
+
+    @torch.no_grad()
+    def propose(
+        self,
+        state: Eagle3State,
+        anchor: torch.Tensor,
+        *,
+        temperature: torch.Tensor,
+        top_k: torch.Tensor | None = None,
+        top_p: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        num_tokens: int | None = None,
+    ) -> Proposal:
+        if state.last_hidden is None:
+            raise ValueError("state: commit the prompt's features before proposing")
+        steps = num_tokens or self.config.block_size
+        committed = state.cache.lengths.clone()
+        ones = torch.ones_like(committed)
+        h, toks, logits = state.last_hidden, [], []
+        greedy = temperature <= 0
+        for k in range(steps):
+            proc = process_logits(self.compute_logits(self.norm(h)).float(), temperature, top_k, top_p)
+            tok = sample_processed(proc, greedy, generator=generator)
+            toks.append(tok)
+            logits.append(proc)
+            if k + 1 < steps:
+                h = self._step(state, self.embed(tok)[:, None], h[:, None], ones)[:, 0]
+        state.cache.truncate(committed)  # drop the draft entries: only committed ones stay
+        return Proposal(torch.stack(toks, 1), torch.stack(logits, 1), None)
+
+    # --- training -----------------------------------------------------------------------------
+    def forward_train(
+        self,
+        target_hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        ttt_steps: int | None = None,
+    ) -> Eagle3TrainOutput:
+        """Training-time-test forward over a packed batch (index-based masks).
+
+        Parameters
+        ----------
+        target_hidden : Tensor (T, F)
+            Concatenated feature-layer outputs of the target.
+        input_ids : Tensor (T,) int
+        cu_seqlens : Tensor (S + 1,) int
+        ttt_steps : int, optional
+            Unrolled steps (default ``config.block_size``). Step s >= 1 feeds step s-1's hidden
+            state at the same position; keys of step s are the causal step-0 entries of the
+            sequence plus the "diagonal" entries of steps 1..s at the same position.
+
+        Returns
+        -------
+        Eagle3TrainOutput
+        """
+        steps = ttt_steps or self.config.block_size
+        total, dev = input_ids.shape[0], input_ids.device
+        ar = torch.arange(total, device=dev)
+        seq_of = torch.searchsorted(cu_seqlens[1:], ar, right=True)
+        pos = ar - cu_seqlens[seq_of]
+        end = cu_seqlens[1:][seq_of]
+        causal = (seq_of[None, :] == seq_of[:, None]) & (ar[None, :] <= ar[:, None])
+        diag = torch.eye(total, dtype=torch.bool, device=dev)
+        g = self.fc(target_hidden.to(self.fc.weight.dtype))[None]
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        all_logits, labels, valid = [], [], []
+        for s in range(steps):
+            tok_idx = torch.minimum(ar + 1 + s, end - 1)
+            lab_idx = ar + 2 + s
+            emb = self.embed(input_ids[tok_idx])[None]
+            cos, sin = rope_cos_sin(self.rotary, emb, (pos + s)[None])
+            extra = (torch.cat(keys, 2), torch.cat(values, 2)) if keys else None
+            visible = torch.cat([causal] + [diag] * s, dim=1)[None, None]
+            h, (k, v) = self.layer(emb, g, cos, sin, visible, extra)
+            keys.append(k)
+            values.append(v)
+            all_logits.append(self.compute_logits(self.norm(h))[0])
+            labels.append(input_ids[torch.minimum(lab_idx, end - 1)].long())
+            valid.append(lab_idx < end)
+            g = h
+        return Eagle3TrainOutput(torch.stack(all_logits), torch.stack(labels), torch.stack(valid))
