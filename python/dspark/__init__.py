@@ -11,16 +11,19 @@ from __future__ import annotations
 import torch  # noqa: F401
 
 from dspark._backend import backends, cuda_available
+from dspark.generation import SpeculativeGenerator, generate
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
 from dspark.ops.verify import VerifyResult, verify_batch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SpeculativeGenerator",
     "VerifyResult",
     "__version__",
     "backends",
     "cuda_available",
+    "generate",
     "tree_attention_mask",
     "tree_from_choices",
     "tree_from_sglang",

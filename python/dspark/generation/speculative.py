@@ -46,8 +46,9 @@ class SpeculativeGenerator:
         Verify the longest prefix whose cumulative survival ``prod_{i<=k} c_i`` stays >= this.
     num_draft_tokens : int, optional
         Drafts per round (default: the drafter's ``block_size``).
-    compact_ratio : float
-        Compact the target cache when its length exceeds this times the longest request.
+    compact_ratio, compact_slack : float, int
+        Compact the target cache (drop the holes left by ragged rollbacks) when its length
+        exceeds ``compact_ratio * longest_request + compact_slack``.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class SpeculativeGenerator:
         confidence_threshold: float | None = None,
         num_draft_tokens: int | None = None,
         compact_ratio: float = 2.0,
+        compact_slack: int = 64,
     ) -> None:
         if not isinstance(drafter, Drafter):
             raise TypeError(f"drafter: expected a dspark Drafter, got {type(drafter).__name__}")
@@ -84,7 +86,7 @@ class SpeculativeGenerator:
         self.scheduler = scheduler
         self.confidence_threshold = confidence_threshold
         self.num_draft_tokens = num_draft_tokens or drafter.config.block_size
-        self.compact_ratio = compact_ratio
+        self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
 
     # --- public API -------------------------------------------------------------------------
     def generate(
@@ -129,7 +131,7 @@ class SpeculativeGenerator:
         vseed = torch.randint(0, 2**62, (prm.batch,), generator=gen, device=dev)
         voffset = torch.zeros(prm.batch, dtype=torch.int64, device=dev)
         layers = drafter.config.feature_layers
-        runner = TargetRunner(self.target, self.compact_ratio)
+        runner = TargetRunner(self.target, self.compact_ratio, self.compact_slack)
         state = drafter.new_state(prm.batch)
         active = torch.arange(prm.batch, device=dev)
         done = torch.zeros(prm.batch, dtype=torch.int64, device=dev)  # tokens generated so far

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-from transformers import DynamicCache
 
 __all__ = ["TargetForward", "TargetRunner"]
 
@@ -36,11 +35,13 @@ class TargetRunner:
         Which cache slots hold committed tokens of each request.
     """
 
-    def __init__(self, target: Any, compact_ratio: float = 2.0) -> None:
+    def __init__(self, target: Any, compact_ratio: float = 2.0, compact_slack: int = 64) -> None:
         self.target = target
         self.device = next(target.parameters()).device
+        from transformers import DynamicCache  # optional dependency: imported on use
+
         self.cache = DynamicCache(config=target.config)
-        self.compact_ratio = compact_ratio
+        self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
         self.lengths = torch.zeros(0, dtype=torch.int64, device=self.device)
         self.slot_valid = torch.zeros(0, 0, dtype=torch.bool, device=self.device)
         self._pending = 0  # slots appended by the last forward and not yet resolved by accept()
@@ -99,7 +100,7 @@ class TargetRunner:
             self.cache.crop(-tail)
             self.slot_valid = self.slot_valid[:, : self.slot_valid.shape[1] - tail]
         longest = int(self.lengths.max()) if self.lengths.numel() else 0
-        if self.slot_valid.shape[1] > self.compact_ratio * longest + 64 and self._all_dynamic():
+        if self.slot_valid.shape[1] > self.compact_ratio * longest + self.compact_slack and self._all_dynamic():
             self._compact()
 
     def _compact(self) -> None:

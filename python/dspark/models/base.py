@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dspark.models.config import DrafterConfig
@@ -131,6 +130,8 @@ class Drafter(nn.Module):
             Also store the frozen embedding and LM head (for runtimes that want a standalone
             file); by default they are taken from the target when loading.
         """
+        from safetensors.torch import save_file  # optional dependency: imported on use
+
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
@@ -154,6 +155,8 @@ class Drafter(nn.Module):
             feature layers), is of another drafter kind than ``cls``, or its tensors do not match
             the configuration.
         """
+        from safetensors.torch import load_file  # optional dependency: imported on use
+
         src = Path(path)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (src / name).is_file():
