@@ -21,9 +21,17 @@ def tiny_qwen3(
     """
     torch.manual_seed(seed)
     cfg = Qwen3Config(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=128, max_position_embeddings=512,
-        tie_word_embeddings=False, eos_token_id=None, pad_token_id=None,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        eos_token_id=None,
+        pad_token_id=None,
     )
     model = Qwen3ForCausalLM(cfg).eval().to(dtype)
     with torch.no_grad():
@@ -31,12 +39,20 @@ def tiny_qwen3(
     return model
 
 
-def tiny_llama(vocab: int = 256, layers: int = 3, hidden: int = 64, seed: int = 0) -> LlamaForCausalLM:
+def tiny_llama(
+    vocab: int = 256, layers: int = 3, hidden: int = 64, seed: int = 0
+) -> LlamaForCausalLM:
     """A Llama causal LM (no q/k norm): the second family through the same drafter code."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=128, max_position_embeddings=512,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        max_position_embeddings=512,
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(cfg).eval()
@@ -69,7 +85,9 @@ class OracleDrafter:
 
         class _Oracle(Drafter):
             def __init__(self):
-                cfg = DrafterConfig.for_target("dflash", target.config, num_layers=1, block_size=block_size)
+                cfg = DrafterConfig.for_target(
+                    "dflash", target.config, num_layers=1, block_size=block_size
+                )
                 super().__init__(cfg, target)
                 self.anchor_param = torch.nn.Parameter(torch.zeros(1))
                 self._target = [target]
@@ -86,8 +104,17 @@ class OracleDrafter:
                     state["hist"][b].extend(next_tokens[b, :n].tolist())
 
             @torch.no_grad()
-            def propose(self, state, anchor, *, temperature, top_k=None, top_p=None,
-                        generator=None, num_tokens=None):
+            def propose(
+                self,
+                state,
+                anchor,
+                *,
+                temperature,
+                top_k=None,
+                top_p=None,
+                generator=None,
+                num_tokens=None,
+            ):
                 hist = [list(h) for h in state["hist"]]
                 toks, logits = [], []
                 for _ in range(num_tokens or block_size):
@@ -103,7 +130,11 @@ class OracleDrafter:
                     tok = sample_processed(proc, temperature <= 0, generator=generator)
                     if corrupt > 0:
                         flip = torch.rand(tok.shape, generator=generator) < corrupt
-                        tok = torch.where(flip, torch.randint(0, proc.shape[1], tok.shape, generator=generator), tok)
+                        tok = torch.where(
+                            flip,
+                            torch.randint(0, proc.shape[1], tok.shape, generator=generator),
+                            tok,
+                        )
                     for b in range(len(hist)):
                         hist[b].append(int(tok[b]))
                     toks.append(tok)
@@ -113,3 +144,27 @@ class OracleDrafter:
                 return Proposal(torch.stack(toks, 1), torch.stack(logits, 1), None)
 
         return _Oracle()
+
+
+def tiny_gemma3(
+    vocab: int = 256, layers: int = 4, hidden: int = 64, sliding_window: int = 512, seed: int = 0
+):
+    """A Gemma3 text model (scaled embedding, (1 + w) norms, GELU-tanh MLP, sliding layers)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        sliding_window=sliding_window,
+    )
+    model = Gemma3ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    return model

@@ -9,7 +9,7 @@ import torch
 import dspark
 from dspark.generation import TargetRunner
 from dspark.models import build_drafter
-from tests._tiny import OracleDrafter, greedy_reference, tiny_qwen3
+from tests._tiny import OracleDrafter, greedy_reference, tiny_gemma3, tiny_qwen3
 
 SMALL = {"dspark": {"num_layers": 1, "markov_rank": 16}, "dflash": {"num_layers": 1}, "eagle3": {}}
 
@@ -25,11 +25,13 @@ def _prompts():
 
 
 def _check_greedy(target, drafter, ids, mask, n, **kw):
-    out = dspark.generate(target, drafter, ids, mask, max_new_tokens=n, temperature=0.0, seed=3, **kw)
+    out = dspark.generate(
+        target, drafter, ids, mask, max_new_tokens=n, temperature=0.0, seed=3, **kw
+    )
     for b in range(ids.shape[0]):
         real = ids[b][mask[b].bool()][None]
-        ref = greedy_reference(target, real, n)[0, real.shape[1]:]
-        assert out.sequences[b, ids.shape[1]:].tolist() == ref.tolist(), b
+        ref = greedy_reference(target, real, n)[0, real.shape[1] :]
+        assert out.sequences[b, ids.shape[1] :].tolist() == ref.tolist(), b
     assert torch.equal(out.sequences[:, : ids.shape[1]], ids)
     return out
 
@@ -56,40 +58,60 @@ def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, monkeyp
     out = gen.generate(ids, mask, max_new_tokens=16, temperature=0.0, seed=1)
     for b in range(3):
         real = ids[b][mask[b].bool()][None]
-        ref = greedy_reference(peaked_target, real, 16)[0, real.shape[1]:]
+        ref = greedy_reference(peaked_target, real, 16)[0, real.shape[1] :]
         assert out.sequences[b, 7:].tolist() == ref.tolist()
     acc = [a for r in out.rounds for a in r.accepted]
     if corrupt == 0.0:
         assert out.acceptance_length > 4.0  # every draft matches the greedy target
     else:
-        assert len(set(acc)) > 2 and compactions  # a mix of acceptance lengths, holes compacted
+        assert len(set(acc)) > 2
+        assert compactions
     for r in out.rounds:
-        for p, a, f in zip(r.proposed, r.accepted, r.first_rejection):
-            assert 0 <= a <= p and (f == -1) == (a == p) and (f == -1 or f == a + 1)
+        for p, a, f in zip(r.proposed, r.accepted, r.first_rejection, strict=False):
+            assert 0 <= a <= p
+            assert (f == -1) == (a == p)
+            assert f == -1 or f == a + 1
 
 
 def test_generate_per_request_limits_and_stops(peaked_target):
     drafter = build_drafter("dflash", peaked_target, block_size=3, num_layers=1)
     ids, mask = _prompts()
-    ref = [greedy_reference(peaked_target, ids[b][mask[b].bool()][None], 10)[0, -10:] for b in range(3)]
+    ref = [
+        greedy_reference(peaked_target, ids[b][mask[b].bool()][None], 10)[0, -10:] for b in range(3)
+    ]
     stop = int(ref[1][4])  # request 1 stops at its 5th token (or earlier if it repeats)
     first = ref[1].tolist().index(stop)
     out = dspark.generate(
-        peaked_target, drafter, ids, mask, max_new_tokens=[10, 10, 3], temperature=[0.0, 0.0, 0.0],
-        stop_token_ids=[[], [stop], []], pad_token_id=-1,
+        peaked_target,
+        drafter,
+        ids,
+        mask,
+        max_new_tokens=[10, 10, 3],
+        temperature=[0.0, 0.0, 0.0],
+        stop_token_ids=[[], [stop], []],
+        pad_token_id=-1,
     )
     assert out.num_generated.tolist() == [10, first + 1, 3]
     assert out.sequences[0, 7:].tolist() == ref[0].tolist()
     assert out.sequences[1, 7 : 7 + first + 1].tolist() == ref[1][: first + 1].tolist()
-    assert (out.sequences[1, 7 + first + 1 :] == -1).all() and (out.sequences[2, 10:] == -1).all()
+    assert (out.sequences[1, 7 + first + 1 :] == -1).all()
+    assert (out.sequences[2, 10:] == -1).all()
 
 
 def test_generate_streaming_matches_sequences(peaked_target):
     drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
     ids, mask = _prompts()
     got: dict[int, list[int]] = {0: [], 1: [], 2: []}
-    out = dspark.generate(peaked_target, drafter, ids, mask, max_new_tokens=8, temperature=1.0,
-                          seed=5, streamer=lambda r, toks: got[r].extend(toks))
+    out = dspark.generate(
+        peaked_target,
+        drafter,
+        ids,
+        mask,
+        max_new_tokens=8,
+        temperature=1.0,
+        seed=5,
+        streamer=lambda r, toks: got[r].extend(toks),
+    )
     for b in range(3):
         assert got[b] == out.sequences[b, 7:].tolist()
     gen = dspark.SpeculativeGenerator(peaked_target, drafter)
@@ -98,8 +120,12 @@ def test_generate_streaming_matches_sequences(peaked_target):
         assert [t for e in events if e.request == b for t in e.tokens] == got[b]
         assert [e.finished for e in events if e.request == b][-1]
     # Same seed, same output; another seed differs (sampling is really happening).
-    again = dspark.generate(peaked_target, drafter, ids, mask, max_new_tokens=8, temperature=1.0, seed=5)
-    other = dspark.generate(peaked_target, drafter, ids, mask, max_new_tokens=8, temperature=1.0, seed=6)
+    again = dspark.generate(
+        peaked_target, drafter, ids, mask, max_new_tokens=8, temperature=1.0, seed=5
+    )
+    other = dspark.generate(
+        peaked_target, drafter, ids, mask, max_new_tokens=8, temperature=1.0, seed=6
+    )
     assert torch.equal(again.sequences, out.sequences)
     assert not torch.equal(other.sequences, out.sequences)
 
@@ -115,7 +141,8 @@ def test_generate_scheduler_and_threshold(peaked_target):
         return torch.tensor([i % 3 for i in range(conf.shape[0])], dtype=torch.int32)
 
     out = _check_greedy(peaked_target, drafter, ids, mask, 10, scheduler=sched)
-    assert seen and all(s[1] <= 4 for s in seen)
+    assert seen
+    assert all(s[1] <= 4 for s in seen)
     assert all(p <= i % 3 for r in out.rounds for i, p in enumerate(r.proposed))
 
     class Obj:
@@ -163,9 +190,37 @@ def test_generate_rejects_mismatched_drafter(peaked_target):
         dspark.generate(peaked_target, drafter, ids, max_new_tokens=2)
     twin = tiny_qwen3(vocab=256, layers=4, logit_scale=20.0)  # same shapes, another instance
     with pytest.raises(ValueError, match="attach"):
-        dspark.generate(twin, build_drafter("dflash", peaked_target, num_layers=1), ids, max_new_tokens=2)
+        dspark.generate(
+            twin, build_drafter("dflash", peaked_target, num_layers=1), ids, max_new_tokens=2
+        )
     with pytest.raises(ValueError, match="confidence"):
-        dspark.generate(peaked_target, build_drafter("dflash", peaked_target, num_layers=1), ids,
-                        max_new_tokens=2, confidence_threshold=0.5)
+        dspark.generate(
+            peaked_target,
+            build_drafter("dflash", peaked_target, num_layers=1),
+            ids,
+            max_new_tokens=2,
+            confidence_threshold=0.5,
+        )
     with pytest.raises(TypeError, match="drafter"):
         dspark.generate(peaked_target, object(), ids, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("kind", ["dspark", "eagle3"])
+def test_generate_gemma3_family(kind):
+    """Gemma3 blocks go through the same code (scaled embedding, (1 + w) norms, GELU-tanh)."""
+    target = tiny_gemma3()
+    drafter = build_drafter(kind, target, block_size=3, **SMALL[kind])
+    assert drafter.config.gemma_norm
+    assert drafter.config.qk_norm
+    ids = torch.randint(0, 256, (2, 5))
+    out = dspark.generate(target, drafter, ids, max_new_tokens=8, temperature=0.0)
+    assert torch.equal(out.sequences, greedy_reference(target, ids, 8))
+    small = tiny_gemma3(sliding_window=8)
+    with pytest.raises(ValueError, match="sliding-window"):
+        dspark.generate(
+            small,
+            build_drafter(kind, small, block_size=3, **SMALL[kind]),
+            ids,
+            max_new_tokens=8,
+            temperature=0.0,
+        )

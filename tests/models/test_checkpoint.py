@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dspark.models import DFlashDrafter, Drafter, build_drafter, load_drafter
+from dspark.models import DFlashDrafter, Drafter, Eagle3Drafter, build_drafter, load_drafter
 from tests._tiny import tiny_qwen3
 
 
@@ -19,16 +19,25 @@ def test_checkpoint_round_trip(tmp_path, qwen3_target, kind):
     d.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     stored = load_file(str(tmp_path / "model.safetensors"))
-    assert "embed_tokens.weight" not in stored and "lm_head.weight" not in stored
+    assert "embed_tokens.weight" not in stored
+    assert "lm_head.weight" not in stored
     e = load_drafter(tmp_path, qwen3_target)
-    assert type(e) is type(d) and e.config == d.config
-    for (k, a), (_, b) in zip(sorted(d.state_dict().items()), sorted(e.state_dict().items())):
-        assert torch.equal(a, b), k
+    assert type(e) is type(d)
+    assert e.config == d.config
+    ours, theirs = d.state_dict(), e.state_dict()
+    assert sorted(ours) == sorted(theirs)
+    for k, a in ours.items():
+        assert torch.equal(a, theirs[k]), k
     # Same weights, same drafts.
     ids = torch.randint(0, 256, (1, 6))
     with torch.no_grad():
-        feats = torch.cat([qwen3_target(ids, output_hidden_states=True).hidden_states[i + 1]
-                           for i in d.config.feature_layers], -1)
+        feats = torch.cat(
+            [
+                qwen3_target(ids, output_hidden_states=True).hidden_states[i + 1]
+                for i in d.config.feature_layers
+            ],
+            -1,
+        )
     outs = []
     for m in (d, e):
         st = m.new_state(1)
@@ -60,12 +69,10 @@ def test_checkpoint_rejects_other_target(tmp_path, qwen3_target, other, match):
 
 
 def test_checkpoint_rejects_bad_files(tmp_path, qwen3_target):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         Drafter.from_pretrained(tmp_path, qwen3_target)
     build_drafter("dflash", qwen3_target, num_layers=1).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="not 'eagle3'"):
-        from dspark.models import Eagle3Drafter
-
         Eagle3Drafter.from_pretrained(tmp_path, qwen3_target)
     tensors = load_file(str(tmp_path / "model.safetensors"))
     tensors["fc.weight"] = tensors["fc.weight"][:, :10].contiguous()
@@ -99,3 +106,18 @@ def test_checkpoint_write_is_atomic(tmp_path, qwen3_target, monkeypatch):
         d.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_load_target_from_local_directory(tmp_path, qwen3_target):
+    """The real-checkpoint path: a target saved to disk, reloaded offline, drafts end to end."""
+    from dspark.models import load_target
+
+    qwen3_target.save_pretrained(tmp_path / "target")
+    target = load_target(tmp_path / "target")
+    ids = torch.randint(0, 256, (1, 5))
+    torch.testing.assert_close(target(ids).logits, qwen3_target(ids).logits)
+    drafter = build_drafter("dspark", target, num_layers=1, markov_rank=8)
+    drafter.save_pretrained(tmp_path / "drafter")
+    assert isinstance(load_drafter(tmp_path / "drafter", target), type(drafter))
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        load_target(tmp_path / "nothing")

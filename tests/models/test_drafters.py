@@ -40,7 +40,8 @@ def test_default_feature_layers_match_reference():
 def test_build_drafter_shares_frozen_parts(kind, family, qwen3_target, llama_target):
     target = qwen3_target if family == "qwen3" else llama_target
     d = _build(kind, target)
-    assert d.kind == kind and d.config.target["vocab_size"] == 256
+    assert d.kind == kind
+    assert d.config.target["vocab_size"] == 256
     params = {id(p) for p in d.parameters()}
     assert id(target.get_input_embeddings().weight) not in params
     assert id(target.get_output_embeddings().weight) not in params
@@ -51,7 +52,8 @@ def test_build_drafter_shares_frozen_parts(kind, family, qwen3_target, llama_tar
     st = d.new_state(2)
     d.commit(st, _features(target, d, ids), torch.roll(ids, -1, 1), torch.tensor([9, 6]))
     prop = d.propose(st, ids[:, -1], temperature=torch.tensor([1.0, 0.0]))
-    assert prop.tokens.shape == (2, 4) and prop.draft_logits.shape == (2, 4, 256)
+    assert prop.tokens.shape == (2, 4)
+    assert prop.draft_logits.shape == (2, 4, 256)
     assert (prop.confidence is not None) == (kind == "dspark")
 
 
@@ -93,11 +95,16 @@ def _packed(target, drafter, lengths):
 def test_block_train_forward_matches_inference(kind, qwen3_target):
     """Packed training forward (index masks, two sequences) equals the cached inference pass."""
     torch.manual_seed(1)
-    d = _build(kind, qwen3_target, head_type="rnn") if kind == "dspark" else _build(kind, qwen3_target)
+    d = (
+        _build(kind, qwen3_target, head_type="rnn")
+        if kind == "dspark"
+        else _build(kind, qwen3_target)
+    )
     ids, feats, cu, seqs, seq_feats = _packed(qwen3_target, d, [11, 8])
     anchors = torch.tensor([3, 10, 11 + 2, 11 + 5])  # two blocks per sequence, one at the very end
     labels, valid = block_targets(ids, cu, anchors, 4)
-    assert valid[1].tolist() == [False] * 4 and valid[3].tolist() == [True, True, False, False]
+    assert valid[1].tolist() == [False] * 4
+    assert valid[3].tolist() == [True, True, False, False]
     with torch.no_grad():
         out = d.forward_train(feats, ids, cu, anchors, labels if kind == "dspark" else None)
     for b, a in enumerate(anchors.tolist()):
@@ -125,9 +132,11 @@ def test_dspark_training_outputs_and_gradients(qwen3_target):
     anchors = torch.tensor([1, 4])
     labels, _ = block_targets(ids, cu, anchors, 4)
     out = d.forward_train(feats, ids, cu, anchors, labels)
-    assert out.markov_logits.shape == (2, 4, 256) and out.confidence_logits.shape == (2, 4)
+    assert out.markov_logits.shape == (2, 4, 256)
+    assert out.confidence_logits.shape == (2, 4)
     (out.markov_logits.logsumexp(-1).sum() + out.confidence_logits.sum()).backward()
-    assert d.head.w1.weight.grad is not None and d.confidence.proj.weight.grad is not None
+    assert d.head.w1.weight.grad is not None
+    assert d.confidence.proj.weight.grad is not None
     assert qwen3_target.lm_head.weight.grad is None  # shared LM head untouched by the drafter
     with pytest.raises(ValueError, match="teacher_tokens"):
         d.forward_train(feats, ids, cu, anchors)
@@ -167,13 +176,16 @@ def test_eagle3_ttt_matches_autoregressive_drafting(qwen3_target):
         out = d.forward_train(f_full, full, torch.tensor([0, full.shape[0]]), ttt_steps=4)
     for s in range(4):
         torch.testing.assert_close(out.logits[s, c], prop.draft_logits[0, s], atol=1e-4, rtol=1e-4)
-        assert bool(out.valid[s, c]) and int(out.labels[s, c]) == int(full[c + 2 + s])
+        assert bool(out.valid[s, c])
+        assert int(out.labels[s, c]) == int(full[c + 2 + s])
 
 
 def test_dspark_is_dflash_plus_heads(qwen3_target):
     d = _build("dspark", qwen3_target)
-    assert isinstance(d, DSparkDrafter) and d.confidence is not None
+    assert isinstance(d, DSparkDrafter)
+    assert d.confidence is not None
     names = dict(d.named_parameters())
-    assert names["head.w1.weight"].shape == (256, 16) and names["head.w2.weight"].shape == (256, 16)
+    assert names["head.w1.weight"].shape == (256, 16)
+    assert names["head.w2.weight"].shape == (256, 16)
     assert names["confidence.proj.weight"].shape == (1, 64 + 16)
     assert names["mask_embedding"].requires_grad

@@ -32,18 +32,35 @@ def test_markov_sample_matches_reference(qwen3_target, temperature, top_k, top_p
     noise = torch.empty(bsz, steps, vocab).exponential_()
     with torch.no_grad():
         out = markov_sample(
-            base, hidden, anchor, d.head, d.confidence, temperature=torch.tensor(temperature),
-            top_k=torch.tensor(top_k), top_p=torch.tensor(top_p), exp_noise=noise,
+            base,
+            hidden,
+            anchor,
+            d.head,
+            d.confidence,
+            temperature=torch.tensor(temperature),
+            top_k=torch.tensor(top_k),
+            top_p=torch.tensor(top_p),
+            exp_noise=noise,
         )
     tok, logits, conf = draft_step_ref(
-        base, hidden, anchor, d.head.w1.weight.detach(), d.head.w2.weight.detach(),
-        temperature=temperature, top_k=top_k, top_p=top_p, exp_noise=noise,
-        conf_weight=d.confidence.proj.weight.detach()[0], conf_bias=float(d.confidence.proj.bias.detach()),
+        base,
+        hidden,
+        anchor,
+        d.head.w1.weight.detach(),
+        d.head.w2.weight.detach(),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        exp_noise=noise,
+        conf_weight=d.confidence.proj.weight.detach()[0],
+        conf_bias=float(d.confidence.proj.bias.detach()),
     )
     assert torch.equal(out.tokens, tok), (out.tokens, tok)
     finite = torch.isfinite(logits)
     assert torch.equal(torch.isfinite(out.draft_logits), finite)
-    torch.testing.assert_close(out.draft_logits[finite].double(), logits[finite], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        out.draft_logits[finite].double(), logits[finite], atol=1e-4, rtol=1e-4
+    )
     torch.testing.assert_close(out.confidence.double(), conf, atol=1e-5, rtol=1e-5)
 
 
@@ -55,9 +72,18 @@ def test_markov_sample_rnn_state_carried(qwen3_target):
     t = torch.ones(2)
     with torch.no_grad():
         full = markov_sample(base, hidden, anchor, d.head, temperature=t, exp_noise=noise)
-        a = markov_sample(base[:, :3], hidden[:, :3], anchor, d.head, temperature=t, exp_noise=noise[:, :3])
-        b = markov_sample(base[:, 3:], hidden[:, 3:], a.tokens[:, -1], d.head, temperature=t,
-                          exp_noise=noise[:, 3:], state=a.state)
+        a = markov_sample(
+            base[:, :3], hidden[:, :3], anchor, d.head, temperature=t, exp_noise=noise[:, :3]
+        )
+        b = markov_sample(
+            base[:, 3:],
+            hidden[:, 3:],
+            a.tokens[:, -1],
+            d.head,
+            temperature=t,
+            exp_noise=noise[:, 3:],
+            state=a.state,
+        )
     assert torch.equal(torch.cat([a.tokens, b.tokens], 1), full.tokens)
     torch.testing.assert_close(torch.cat([a.draft_logits, b.draft_logits], 1), full.draft_logits)
 

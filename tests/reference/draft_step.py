@@ -14,7 +14,9 @@ import math
 import torch
 
 
-def process_row_ref(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+def process_row_ref(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float
+) -> torch.Tensor:
     """Processed logits of one row (float64); removed tokens are -inf; ties at cuts are kept."""
     x = logits.double().clone()
     if temperature > 0:
@@ -73,11 +75,15 @@ def draft_step_ref(
             e = w1[prev].double()
             if conf is not None:
                 feat = torch.cat([hidden[b, k].double(), e])
-                conf[b, k] = 1.0 / (1.0 + math.exp(-(float(feat @ conf_weight.double()) + conf_bias)))
+                conf[b, k] = 1.0 / (
+                    1.0 + math.exp(-(float(feat @ conf_weight.double()) + conf_bias))
+                )
             bias = torch.zeros(vocab, dtype=torch.float64)
             for v in range(vocab):
                 bias[v] = float(e @ w2_weight[v].double())
-            row = process_row_ref(base_logits[b, k].double() + bias, temperature[b], top_k[b], top_p[b])
+            row = process_row_ref(
+                base_logits[b, k].double() + bias, temperature[b], top_k[b], top_p[b]
+            )
             logits[b, k] = row
             if temperature[b] <= 0:
                 prev = int(torch.argmax(row))

@@ -33,7 +33,9 @@ class RequestParams:
         return self.input_ids.device
 
 
-def _per_request(name: str, value: Any, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _per_request(
+    name: str, value: Any, batch: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected a number or one value per request, got bool")
     if isinstance(value, (int, float)):
@@ -80,7 +82,9 @@ def check_generate_inputs(
         raise ValueError(f"input_ids: expected shape (B, L), got {tuple(input_ids.shape)}")
     bsz, length = input_ids.shape
     if bsz == 0 or length == 0:
-        raise ValueError(f"input_ids: empty prompt batch, expected B >= 1 and L >= 1, got {(bsz, length)}")
+        raise ValueError(
+            f"input_ids: empty prompt batch, expected B >= 1 and L >= 1, got {(bsz, length)}"
+        )
     device = next(target.parameters()).device
     vocab = int(target.get_output_embeddings().weight.shape[0])
     ids = input_ids.to(device=device, dtype=torch.int64)
@@ -88,12 +92,18 @@ def check_generate_inputs(
         mask = torch.ones_like(ids, dtype=torch.bool)
     else:
         if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
-            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            got = (
+                tuple(attention_mask.shape)
+                if isinstance(attention_mask, torch.Tensor)
+                else type(attention_mask).__name__
+            )
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {got}")
         mask = attention_mask.to(device) != 0
     empty = (~mask.any(1)).nonzero()
     if empty.numel():
-        raise ValueError(f"input_ids: prompt {int(empty[0, 0])} is empty (no real token in attention_mask)")
+        raise ValueError(
+            f"input_ids: prompt {int(empty[0, 0])} is empty (no real token in attention_mask)"
+        )
     real = ids[mask]
     if bool(((real < 0) | (real >= vocab)).any()):
         bad = int(real[(real < 0) | (real >= vocab)][0])
@@ -117,7 +127,8 @@ def check_generate_inputs(
     else:
         if len(stop_token_ids) != bsz:
             raise ValueError(
-                f"stop_token_ids: expected one list per request ({bsz}), got {len(stop_token_ids)} (mismatched batch)"
+                f"stop_token_ids: expected one list per request ({bsz}), got "
+                f"{len(stop_token_ids)} (mismatched batch)"
             )
         stops = [frozenset(int(x) for x in s) for s in stop_token_ids]
     if pad_token_id is None:

@@ -73,13 +73,15 @@ class SpeculativeGenerator:
         has_conf = getattr(drafter, "confidence", None) is not None
         if (scheduler is not None or confidence_threshold is not None) and not has_conf:
             raise ValueError(
-                f"scheduler: choosing verify lengths needs confidences, and a {drafter.kind} drafter "
-                "has no confidence head"
+                f"scheduler: choosing verify lengths needs confidences, and a {drafter.kind} "
+                "drafter has no confidence head"
             )
         if scheduler is not None and confidence_threshold is not None:
             raise ValueError("scheduler, confidence_threshold: pass at most one of them")
         if confidence_threshold is not None and not 0 <= confidence_threshold <= 1:
-            raise ValueError(f"confidence_threshold: expected a value in [0, 1], got {confidence_threshold}")
+            raise ValueError(
+                f"confidence_threshold: expected a value in [0, 1], got {confidence_threshold}"
+            )
         if num_draft_tokens is not None and num_draft_tokens < 1:
             raise ValueError(f"num_draft_tokens: expected an int >= 1, got {num_draft_tokens}")
         self.target, self.drafter = target, drafter
@@ -105,8 +107,14 @@ class SpeculativeGenerator:
     ) -> GenerationOutput:
         """Generate continuations of a batch of prompts (see :func:`dspark.generate`)."""
         params = check_generate_inputs(
-            self.target, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-            temperature=temperature, top_k=top_k, top_p=top_p, stop_token_ids=stop_token_ids,
+            self.target,
+            input_ids,
+            attention_mask,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_token_ids=stop_token_ids,
             pad_token_id=pad_token_id,
         )
         generated: list[list[int]] = [[] for _ in range(params.batch)]
@@ -117,14 +125,22 @@ class SpeculativeGenerator:
                 streamer(event.request, list(event.tokens))
         return _assemble(params, generated, rounds)
 
-    def stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-               seed: int | None = None, **kwargs: Any) -> Iterator[StreamEvent]:
+    def stream(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[StreamEvent]:
         """Like :meth:`generate` but yields a :class:`StreamEvent` per request and round."""
         params = check_generate_inputs(self.target, input_ids, attention_mask, **kwargs)
         yield from self._run(params, seed, [])
 
     # --- the loop -----------------------------------------------------------------------------
-    def _run(self, prm: RequestParams, seed: int | None, rounds: list[RoundStats]) -> Iterator[StreamEvent]:
+    def _run(
+        self, prm: RequestParams, seed: int | None, rounds: list[RoundStats]
+    ) -> Iterator[StreamEvent]:
         dev, drafter = prm.device, self.drafter
         gen = torch.Generator(device=dev)
         gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
@@ -142,10 +158,14 @@ class SpeculativeGenerator:
         last = prm.attention_mask.long().cumsum(1).argmax(1)  # last real slot of each prompt
         rows = pre.logits[torch.arange(prm.batch, device=dev), last].float()
         res = verify_batch(
-            rows, torch.zeros(0, dtype=torch.int64, device=dev),
+            rows,
+            torch.zeros(0, dtype=torch.int64, device=dev),
             torch.zeros(prm.batch + 1, dtype=torch.int32, device=dev),
-            temperature=prm.temperature, top_k=prm.top_k, top_p=prm.top_p,
-            seed=vseed, offset=voffset,
+            temperature=prm.temperature,
+            top_k=prm.top_k,
+            top_p=prm.top_p,
+            seed=vseed,
+            offset=voffset,
             # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
             max_depth=1,
         )
@@ -179,8 +199,15 @@ class SpeculativeGenerator:
             prop = None
             lens = caps
             if n_max > 0:
-                prop = drafter.propose(state, anchor, temperature=r_temp, top_k=r_k, top_p=r_p,
-                                       generator=gen, num_tokens=n_max)
+                prop = drafter.propose(
+                    state,
+                    anchor,
+                    temperature=r_temp,
+                    top_k=r_k,
+                    top_p=r_p,
+                    generator=gen,
+                    num_tokens=n_max,
+                )
                 lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
             n_max = int(lens.max())
             t1 = time.perf_counter()
@@ -201,8 +228,13 @@ class SpeculativeGenerator:
                 tokens[:, 1:][d_mask],
                 indptr,
                 draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
-                temperature=r_temp, top_k=r_k, top_p=r_p, seed=vseed, offset=voffset,
-                max_depth=max(n_max, 1), max_emit=remaining,
+                temperature=r_temp,
+                top_k=r_k,
+                top_p=r_p,
+                seed=vseed,
+                offset=voffset,
+                max_depth=max(n_max, 1),
+                max_emit=remaining,
             )
             voffset = res.next_offset
             acc = res.accept_len.long()
@@ -215,15 +247,25 @@ class SpeculativeGenerator:
             fin, events = self._emit_step(prm, active, res.tokens.long(), keep, done)
             yield from events
             lens_l, acc_l = lens.tolist(), acc.tolist()
-            rounds.append(RoundStats(
-                requests=active.tolist(), proposed=lens_l, accepted=acc_l,
-                first_rejection=[a + 1 if a < n else -1 for a, n in zip(acc_l, lens_l)],
-                emitted=[len(e.tokens) for e in events], draft_time=t1 - t0,
-                verify_time=t2 - t1, wall_time=time.perf_counter() - t0,
-            ))
+            rounds.append(
+                RoundStats(
+                    requests=active.tolist(),
+                    proposed=lens_l,
+                    accepted=acc_l,
+                    first_rejection=[
+                        a + 1 if a < n else -1 for a, n in zip(acc_l, lens_l, strict=True)
+                    ],
+                    emitted=[len(e.tokens) for e in events],
+                    draft_time=t1 - t0,
+                    verify_time=t2 - t1,
+                    wall_time=time.perf_counter() - t0,
+                )
+            )
             keep_rows = ~fin
 
-    def _verify_lengths(self, confidence: torch.Tensor | None, n_max: int, caps: torch.Tensor) -> torch.Tensor:
+    def _verify_lengths(
+        self, confidence: torch.Tensor | None, n_max: int, caps: torch.Tensor
+    ) -> torch.Tensor:
         """Per-request verify lengths from the scheduler/threshold (default: every draft)."""
         if confidence is None or (self.scheduler is None and self.confidence_threshold is None):
             return torch.full_like(caps, n_max)
@@ -235,17 +277,22 @@ class SpeculativeGenerator:
         lengths = torch.as_tensor(sched(conf.cpu())).to(device=caps.device, dtype=torch.int64)
         if lengths.shape != (conf.shape[0],):
             raise ValueError(
-                f"scheduler: expected lengths of shape ({conf.shape[0]},), got {tuple(lengths.shape)}"
+                f"scheduler: expected lengths of shape ({conf.shape[0]},), got "
+                f"{tuple(lengths.shape)}"
             )
         return lengths.clamp(0, n_max)
 
     def _emit_step(
-        self, prm: RequestParams, active: torch.Tensor, tokens: torch.Tensor, counts: torch.Tensor,
+        self,
+        prm: RequestParams,
+        active: torch.Tensor,
+        tokens: torch.Tensor,
+        counts: torch.Tensor,
         done: torch.Tensor,
     ) -> tuple[torch.Tensor, list[StreamEvent]]:
         """Append each request's new tokens (cut at a stop token); report who finished."""
         events, fin = [], []
-        for row, (req, n) in enumerate(zip(active.tolist(), counts.tolist())):
+        for row, (req, n) in enumerate(zip(active.tolist(), counts.tolist(), strict=False)):
             new = tokens[row, :n].tolist()
             stops = prm.stop_sets[req]
             stop_at = next((i for i, t in enumerate(new) if t in stops), None)
@@ -258,7 +305,9 @@ class SpeculativeGenerator:
         return torch.tensor(fin, dtype=torch.bool, device=active.device), events
 
 
-def _assemble(prm: RequestParams, generated: list[list[int]], rounds: list[RoundStats]) -> GenerationOutput:
+def _assemble(
+    prm: RequestParams, generated: list[list[int]], rounds: list[RoundStats]
+) -> GenerationOutput:
     longest = max(len(g) for g in generated)
     out = torch.full((prm.batch, longest), prm.pad_token_id, dtype=torch.int64, device=prm.device)
     for i, g in enumerate(generated):
@@ -329,11 +378,21 @@ def generate(
         for another target.
     """
     gen = SpeculativeGenerator(
-        target, drafter, scheduler=scheduler, confidence_threshold=confidence_threshold,
+        target,
+        drafter,
+        scheduler=scheduler,
+        confidence_threshold=confidence_threshold,
         num_draft_tokens=num_draft_tokens,
     )
     return gen.generate(
-        input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=temperature,
-        top_k=top_k, top_p=top_p, stop_token_ids=stop_token_ids, pad_token_id=pad_token_id,
-        seed=seed, streamer=streamer,
+        input_ids,
+        attention_mask,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop_token_ids=stop_token_ids,
+        pad_token_id=pad_token_id,
+        seed=seed,
+        streamer=streamer,
     )

@@ -81,7 +81,7 @@ class GenerationOutput:
         for k in range(1, max_position + 1):
             num = den = 0
             for r in self.rounds:
-                for p, a in zip(r.proposed, r.accepted):
+                for p, a in zip(r.proposed, r.accepted, strict=False):
                     if p >= k and a >= k - 1:
                         den += 1
                         num += a >= k

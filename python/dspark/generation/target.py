@@ -45,6 +45,20 @@ class TargetRunner:
         self.lengths = torch.zeros(0, dtype=torch.int64, device=self.device)
         self.slot_valid = torch.zeros(0, 0, dtype=torch.bool, device=self.device)
         self._pending = 0  # slots appended by the last forward and not yet resolved by accept()
+        cfg = getattr(target.config, "text_config", None) or target.config
+        sliding = "sliding_attention" in (getattr(cfg, "layer_types", None) or [])
+        # Sliding-window caches evict old slots and cannot roll back past the window.
+        self.window = (
+            int(cfg.sliding_window) if sliding and getattr(cfg, "sliding_window", None) else None
+        )
+
+    def _check_window(self, n: int) -> None:
+        if self.window is not None and self.slot_valid.shape[1] + n > self.window:
+            raise ValueError(
+                f"target: its sliding-window layers (window {self.window}) cannot roll back once "
+                f"the cache exceeds the window; this generation needs "
+                f"{self.slot_valid.shape[1] + n} slots (not supported yet)"
+            )
 
     def _all_dynamic(self) -> bool:
         layers = getattr(self.cache, "layers", [])
@@ -59,15 +73,22 @@ class TargetRunner:
         """
         if self._pending:
             raise RuntimeError("TargetRunner.forward: call accept() after each forward")
-        bsz, n = tokens.shape
+        _bsz, n = tokens.shape
+        self._check_window(n)
         ar = torch.arange(n, device=self.device)
         new_valid = ar[None, :] < counts[:, None]
         # Padding query rows reuse each request's last real position; their outputs are ignored.
-        positions = self.lengths[:, None] + torch.minimum(ar[None, :], (counts - 1).clamp_min(0)[:, None])
+        positions = self.lengths[:, None] + torch.minimum(
+            ar[None, :], (counts - 1).clamp_min(0)[:, None]
+        )
         mask = torch.cat([self.slot_valid, new_valid], dim=1).long()
         out = self.target(
-            input_ids=tokens, attention_mask=mask, position_ids=positions,
-            past_key_values=self.cache, use_cache=True, output_hidden_states=True,
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+            output_hidden_states=True,
         )
         self.slot_valid = torch.cat([self.slot_valid, new_valid], dim=1)
         self._pending = n
@@ -77,11 +98,16 @@ class TargetRunner:
         """Run the prompts; ``attention_mask`` marks real tokens (left padding or any holes)."""
         self.lengths = torch.zeros(input_ids.shape[0], dtype=torch.int64, device=self.device)
         self.slot_valid = torch.zeros(input_ids.shape[0], 0, dtype=torch.bool, device=self.device)
+        self._check_window(input_ids.shape[1])
         mask = attention_mask.bool()
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
         out = self.target(
-            input_ids=input_ids, attention_mask=mask.long(), position_ids=positions,
-            past_key_values=self.cache, use_cache=True, output_hidden_states=True,
+            input_ids=input_ids,
+            attention_mask=mask.long(),
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+            output_hidden_states=True,
         )
         self.slot_valid = mask.clone()
         self.lengths = mask.sum(1)
@@ -100,7 +126,10 @@ class TargetRunner:
             self.cache.crop(-tail)
             self.slot_valid = self.slot_valid[:, : self.slot_valid.shape[1] - tail]
         longest = int(self.lengths.max()) if self.lengths.numel() else 0
-        if self.slot_valid.shape[1] > self.compact_ratio * longest + self.compact_slack and self._all_dynamic():
+        if (
+            self.slot_valid.shape[1] > self.compact_ratio * longest + self.compact_slack
+            and self._all_dynamic()
+        ):
             self._compact()
 
     def _compact(self) -> None:

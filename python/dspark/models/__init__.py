@@ -33,6 +33,7 @@ __all__ = [
     "build_drafter",
     "default_feature_layers",
     "load_drafter",
+    "load_target",
     "markov_sample",
     "process_logits",
     "target_features",
@@ -67,7 +68,9 @@ def build_drafter(kind: str, target: Any, **overrides: Any) -> Drafter:
     if kind not in DRAFTER_KINDS:
         raise ValueError(f"kind: expected one of {DRAFTER_KINDS}, got {kind!r}")
     if not hasattr(target, "config") or not hasattr(target, "get_input_embeddings"):
-        raise TypeError(f"target: expected a Hugging Face PreTrainedModel, got {type(target).__name__}")
+        raise TypeError(
+            f"target: expected a Hugging Face PreTrainedModel, got {type(target).__name__}"
+        )
     cfg = DrafterConfig.for_target(kind, target.config, **overrides)
     return Drafter.registry[kind](cfg, target)
 
@@ -75,3 +78,33 @@ def build_drafter(kind: str, target: Any, **overrides: Any) -> Drafter:
 def load_drafter(path: Any, target: Any) -> Drafter:
     """Load any drafter saved with ``save_pretrained`` (same as ``Drafter.from_pretrained``)."""
     return Drafter.from_pretrained(path, target)
+
+
+def load_target(path: Any, *, dtype: Any = None, device: Any = None) -> Any:
+    """Load a Hugging Face causal LM from a local directory (never downloads), in eval mode.
+
+    Parameters
+    ----------
+    path : path-like
+        Directory written by ``save_pretrained`` (config.json + weights).
+    dtype : torch.dtype, optional
+        Default: the checkpoint's dtype.
+    device : str or torch.device, optional
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a directory with a ``config.json``.
+    """
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"path: {path} is not a local model directory (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), local_files_only=True, dtype=dtype if dtype is not None else "auto"
+    )
+    if device is not None:
+        model = model.to(device)
+    return model.eval()

@@ -119,7 +119,9 @@ class Drafter(nn.Module):
         self._shared = shared_target_parts(target)
 
     # --- checkpoints ----------------------------------------------------------------------
-    def save_pretrained(self, path: str | os.PathLike[str], *, include_shared: bool = False) -> None:
+    def save_pretrained(
+        self, path: str | os.PathLike[str], *, include_shared: bool = False
+    ) -> None:
         """Write ``model.safetensors`` and ``config.json`` into ``path`` (each atomically).
 
         Parameters
@@ -139,7 +141,9 @@ class Drafter(nn.Module):
             tensors["embed_tokens.weight"] = self._shared[0].weight.detach().contiguous()
             tensors["lm_head.weight"] = self._shared[1].weight.detach().contiguous()
         # Weights first, config last: a directory with a config always has matching weights.
-        _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+        _atomic_write(
+            out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"})
+        )
         _atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(self.config.to_json()))
 
     @classmethod
@@ -160,7 +164,9 @@ class Drafter(nn.Module):
         src = Path(path)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (src / name).is_file():
-                raise FileNotFoundError(f"path: {src} has no {name} (not a dspark drafter checkpoint)")
+                raise FileNotFoundError(
+                    f"path: {src} has no {name} (not a dspark drafter checkpoint)"
+                )
         config = DrafterConfig.from_dict(json.loads((src / CONFIG_NAME).read_text()))
         klass = Drafter.registry[config.kind]
         if cls is not Drafter and klass is not cls:
@@ -169,11 +175,11 @@ class Drafter(nn.Module):
         tensors = load_file(str(src / WEIGHTS_NAME))
         shared = {k: tensors.pop(k) for k in _SHARED_KEYS if k in tensors}
         drafter = klass(config, target, **kwargs)
-        for key, mod in zip(_SHARED_KEYS, drafter._shared[:2]):
+        for key, mod in zip(_SHARED_KEYS, drafter._shared[:2], strict=False):
             if key in shared and shared[key].shape != mod.weight.shape:
                 raise ValueError(
-                    f"target: checkpoint {key} has shape {tuple(shared[key].shape)}, the target's is "
-                    f"{tuple(mod.weight.shape)}"
+                    f"target: checkpoint {key} has shape {tuple(shared[key].shape)}, the "
+                    f"target's is {tuple(mod.weight.shape)}"
                 )
         own = drafter.state_dict()
         missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
@@ -185,7 +191,8 @@ class Drafter(nn.Module):
         for k, t in tensors.items():
             if t.shape != own[k].shape:
                 raise ValueError(
-                    f"path: tensor {k} has shape {tuple(t.shape)}, config expects {tuple(own[k].shape)}"
+                    f"path: tensor {k} has shape {tuple(t.shape)}, config expects "
+                    f"{tuple(own[k].shape)}"
                 )
         drafter.load_state_dict(tensors)
         ref = drafter._shared[0].weight

@@ -135,9 +135,13 @@ class DrafterConfig:
         if self.markov_rank < 0:
             raise ValueError(f"markov_rank: expected an int >= 0, got {self.markov_rank}")
         if self.kind == "dspark" and self.markov_rank == 0:
-            raise ValueError("markov_rank: DSpark needs a sequential head (rank >= 1); use kind='dflash'")
+            raise ValueError(
+                "markov_rank: DSpark needs a sequential head (rank >= 1); use kind='dflash'"
+            )
         if self.confidence_head and self.kind != "dspark":
-            raise ValueError(f"confidence_head: only DSpark has a confidence head, got kind={self.kind!r}")
+            raise ValueError(
+                f"confidence_head: only DSpark has a confidence head, got kind={self.kind!r}"
+            )
         vocab, layers = self.target["vocab_size"], self.target["num_hidden_layers"]
         if not 0 <= self.mask_token_id < vocab:
             raise ValueError(f"mask_token_id: expected 0 <= id < {vocab}, got {self.mask_token_id}")
@@ -146,8 +150,8 @@ class DrafterConfig:
         for i in self.feature_layers:
             if not -1 <= i < layers - 1:
                 raise ValueError(
-                    f"feature_layers: expected ids in [-1, {layers - 2}] (the final layer {layers - 1} "
-                    f"is already normalised by Hugging Face), got {i}"
+                    f"feature_layers: expected ids in [-1, {layers - 2}] (the final layer "
+                    f"{layers - 1} is already normalised by Hugging Face), got {i}"
                 )
 
     @property
@@ -182,7 +186,9 @@ class DrafterConfig:
             "num_key_value_heads": int(getattr(c, "num_key_value_heads", None) or heads),
             "head_dim": int(head_dim),
             "rms_norm_eps": float(getattr(c, "rms_norm_eps", 1e-6)),
-            "hidden_act": str(getattr(c, "hidden_activation", None) or getattr(c, "hidden_act", "silu")),
+            "hidden_act": str(
+                getattr(c, "hidden_activation", None) or getattr(c, "hidden_act", "silu")
+            ),
             "qk_norm": model_type in _QK_NORM_TYPES,
             "attention_bias": bool(getattr(c, "attention_bias", False)),
             "gemma_norm": model_type in _GEMMA_TYPES,
@@ -195,8 +201,8 @@ class DrafterConfig:
             raise TypeError(f"overrides: unknown drafter options {sorted(unknown)}")
         if overrides.get("hidden_size", values["hidden_size"]) != values["hidden_size"]:
             raise ValueError(
-                f"hidden_size: the drafter shares the target's embedding and LM head, so it must be "
-                f"{values['hidden_size']}, got {overrides['hidden_size']}"
+                f"hidden_size: the drafter shares the target's embedding and LM head, so it must "
+                f"be {values['hidden_size']}, got {overrides['hidden_size']}"
             )
         values.update(overrides)
         return cls(**values)
@@ -216,7 +222,7 @@ class DrafterConfig:
         return cls(**d)
 
     def check_target(self, target_config: Any, what: str = "drafter") -> None:
-        """Raise a ValueError when ``target_config`` is not the target this drafter was built for."""
+        """Raise a ValueError when ``target_config`` is not the target the drafter was built for."""
         got = target_fingerprint(target_config)
         bad = [k for k in ("vocab_size", "hidden_size") if got[k] != self.target[k]]
         if self.target["num_hidden_layers"] != got["num_hidden_layers"]:

@@ -26,7 +26,7 @@ __all__ = ["BlockTrainOutput", "DFlashDrafter", "DSparkDrafter", "block_targets"
 
 @dataclass
 class BlockState:
-    """Drafting state: the ragged cache of projected context keys/values (one entry per position)."""
+    """Drafting state: the ragged cache of projected context keys/values (one per position)."""
 
     cache: RaggedKVCache
 
@@ -113,7 +113,9 @@ class DFlashDrafter(Drafter):
         self.norm = RMSNorm(d, eps, g)
         ids = torch.tensor([config.mask_token_id], device=self._shared[0].weight.device)
         mask_row = self._shared[0](ids)[0].detach().float()
-        self.mask_embedding = nn.Parameter(mask_row.clone(), requires_grad=config.learn_mask_embedding)
+        self.mask_embedding = nn.Parameter(
+            mask_row.clone(), requires_grad=config.learn_mask_embedding
+        )
         self._build_heads(config)
         self.reset_parameters()
         with torch.no_grad():
@@ -143,7 +145,7 @@ class DFlashDrafter(Drafter):
         ctx_kv: list[tuple[torch.Tensor, torch.Tensor] | None],
     ) -> torch.Tensor:
         cos, sin = rope_cos_sin(self.rotary, x, positions)
-        for layer, kv in zip(self.layers, ctx_kv):
+        for layer, kv in zip(self.layers, ctx_kv, strict=False):
             x = layer(x, cos, sin, visible, kv)
         return self.norm(x)
 
@@ -153,7 +155,11 @@ class DFlashDrafter(Drafter):
 
     @torch.no_grad()
     def commit(
-        self, state: BlockState, features: torch.Tensor, next_tokens: torch.Tensor, counts: torch.Tensor
+        self,
+        state: BlockState,
+        features: torch.Tensor,
+        next_tokens: torch.Tensor,
+        counts: torch.Tensor,
     ) -> None:
         cache = state.cache
         h_ctx = self.context(features)
@@ -172,7 +178,9 @@ class DFlashDrafter(Drafter):
         upto = cache.max_length()
         pos = cache.lengths[:, None] + torch.arange(size, device=x.device)[None, :]
         own = torch.ones(x.shape[0], size, dtype=torch.bool, device=x.device)
-        visible = torch.cat([cache.valid(upto), own], dim=1)[:, None, None, :].expand(-1, 1, size, -1)
+        visible = torch.cat([cache.valid(upto), own], dim=1)[:, None, None, :].expand(
+            -1, 1, size, -1
+        )
         kvs = [cache.get(i, upto) for i in range(len(self.layers))]
         return self._run_layers(x, pos, visible, kvs)
 
@@ -270,17 +278,27 @@ class DSparkDrafter(DFlashDrafter):
 
     def _sample(self, h, anchor, temperature, top_k, top_p, generator) -> Proposal:
         out = markov_sample(
-            self.compute_logits(h), h, anchor, self.head, self.confidence,
-            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+            self.compute_logits(h),
+            h,
+            anchor,
+            self.head,
+            self.confidence,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
         )
         return Proposal(out.tokens, out.draft_logits, out.confidence)
 
     def _train_heads(self, h, logits, anchor, teacher_tokens):
         if teacher_tokens is None:
-            raise ValueError("teacher_tokens: DSpark's training forward needs the (N, G) teacher tokens")
+            raise ValueError(
+                "teacher_tokens: DSpark's training forward needs the (N, G) teacher tokens"
+            )
         if teacher_tokens.shape != logits.shape[:2]:
             raise ValueError(
-                f"teacher_tokens: expected shape {tuple(logits.shape[:2])}, got {tuple(teacher_tokens.shape)}"
+                f"teacher_tokens: expected shape {tuple(logits.shape[:2])}, got "
+                f"{tuple(teacher_tokens.shape)}"
             )
         prev = torch.cat([anchor[:, None], teacher_tokens[:, :-1]], dim=1).long()
         markov = logits + self.head.block_bias(h, prev).to(logits.dtype)

@@ -75,7 +75,9 @@ class Eagle3Drafter(Drafter):
     def __init__(self, config: DrafterConfig, target: Any) -> None:
         super().__init__(config, target)
         if config.num_layers != 1:
-            raise ValueError(f"num_layers: Eagle3 has exactly one draft layer, got {config.num_layers}")
+            raise ValueError(
+                f"num_layers: Eagle3 has exactly one draft layer, got {config.num_layers}"
+            )
         self.fc = nn.Linear(self.feature_dim, config.hidden_size, bias=False)
         self.layer = Eagle3Layer(config)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.gemma_norm)
@@ -83,14 +85,18 @@ class Eagle3Drafter(Drafter):
         ref = self._shared[0].weight
         self.to(device=ref.device, dtype=ref.dtype)
 
-    def _step(self, state: Eagle3State, emb: torch.Tensor, g: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def _step(
+        self, state: Eagle3State, emb: torch.Tensor, g: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
         """Run new entries ``[B, n, d]`` causally after the cache, store them, return outputs."""
         cache, n = state.cache, emb.shape[1]
         upto = cache.max_length()
         ar = torch.arange(n, device=emb.device)
         pos = cache.lengths[:, None] + ar[None, :]
         causal = (ar[None, :] <= ar[:, None])[None].expand(emb.shape[0], -1, -1)
-        visible = torch.cat([cache.valid(upto)[:, None, :].expand(-1, n, -1), causal], dim=2)[:, None]
+        visible = torch.cat([cache.valid(upto)[:, None, :].expand(-1, n, -1), causal], dim=2)[
+            :, None
+        ]
         cos, sin = rope_cos_sin(self.rotary, emb, pos)
         out, (k, v) = self.layer(emb, g, cos, sin, visible, cache.get(0, upto))
         cache.write(0, k, v, counts)
@@ -108,11 +114,17 @@ class Eagle3Drafter(Drafter):
 
     @torch.no_grad()
     def commit(
-        self, state: Eagle3State, features: torch.Tensor, next_tokens: torch.Tensor, counts: torch.Tensor
+        self,
+        state: Eagle3State,
+        features: torch.Tensor,
+        next_tokens: torch.Tensor,
+        counts: torch.Tensor,
     ) -> None:
         g = self.fc(features.to(self.fc.weight.dtype))
         out = self._step(state, self.embed(next_tokens), g, counts)
-        last = out.gather(1, (counts - 1).clamp_min(0)[:, None, None].expand(-1, 1, out.shape[-1]))[:, 0]
+        last = out.gather(1, (counts - 1).clamp_min(0)[:, None, None].expand(-1, 1, out.shape[-1]))[
+            :, 0
+        ]
         if state.last_hidden is None:
             state.last_hidden = last
         else:
@@ -138,7 +150,9 @@ class Eagle3Drafter(Drafter):
         h, toks, logits = state.last_hidden, [], []
         greedy = temperature <= 0
         for k in range(steps):
-            proc = process_logits(self.compute_logits(self.norm(h)).float(), temperature, top_k, top_p)
+            proc = process_logits(
+                self.compute_logits(self.norm(h)).float(), temperature, top_k, top_p
+            )
             tok = sample_processed(proc, greedy, generator=generator)
             toks.append(tok)
             logits.append(proc)

@@ -9,7 +9,9 @@ import torch
 __all__ = ["target_features"]
 
 
-def target_features(hidden_states: Sequence[torch.Tensor], feature_layers: Sequence[int]) -> torch.Tensor:
+def target_features(
+    hidden_states: Sequence[torch.Tensor], feature_layers: Sequence[int]
+) -> torch.Tensor:
     """Concatenate the outputs of ``feature_layers`` from Hugging Face ``hidden_states``.
 
     Parameters

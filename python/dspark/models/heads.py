@@ -24,8 +24,9 @@ __all__ = ["ConfidenceHead", "GatedMarkovHead", "MarkovHead", "RNNHead", "build_
 class MarkovHead(nn.Module):
     """Vanilla Markov head: ``B(x_{k-1}) = W2 @ W1[x_{k-1}]``.
 
-    ``w1`` is an embedding ``[V, r]``; ``w2`` a bias-free ``Linear(r, V)`` whose weight ``[V, r]`` is
-    the spec's ``W2`` transposed (both tables are row-contiguous in r, which suits a fused kernel).
+    ``w1`` is an embedding ``[V, r]``; ``w2`` a bias-free ``Linear(r, V)`` whose weight
+    ``[V, r]`` is the spec's ``W2`` transposed (both tables are row-contiguous in r, which suits
+    a fused kernel).
     """
 
     has_state = False
@@ -57,7 +58,7 @@ class MarkovHead(nn.Module):
 
 
 class GatedMarkovHead(MarkovHead):
-    """Gated variant: ``g = sigmoid(W_g [h_k ; W1[x_{k-1}]] + b_g)``, ``B = W2 (g * W1[x_{k-1}])``."""
+    """Gated variant: ``g = sigmoid(W_g [h_k ; W1[x_{k-1}]] + b_g)``, ``B = W2 (g W1[x_{k-1}])``."""
 
     def __init__(self, cfg: DrafterConfig) -> None:
         super().__init__(cfg)
@@ -90,7 +91,9 @@ class RNNHead(MarkovHead):
         if state is None:
             state = self.init_state(h.shape[0], h)
         e = self.w1(prev)
-        a_g, a_c, a_o = self.joint_proj(torch.cat([state, e.to(h.dtype), h], dim=-1)).chunk(3, dim=-1)
+        a_g, a_c, a_o = self.joint_proj(torch.cat([state, e.to(h.dtype), h], dim=-1)).chunk(
+            3, dim=-1
+        )
         gate = torch.sigmoid(a_g)
         new_state = gate * state + (1 - gate) * torch.tanh(a_c)
         return self.w2(torch.tanh(a_o)), new_state

@@ -51,7 +51,9 @@ class SwiGLU(nn.Module):
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
-def rope_cos_sin(rotary: nn.Module, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_cos_sin(
+    rotary: nn.Module, x: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin ``[B, S, D]`` from the target's own rotary module (so RoPE scaling variants match).
 
     Gemma3's rotary module also takes a layer type; drafter layers are full attention.
@@ -59,6 +61,9 @@ def rope_cos_sin(rotary: nn.Module, x: torch.Tensor, positions: torch.Tensor) ->
     try:
         return rotary(x, positions)
     except TypeError:
+        types = getattr(rotary, "rope_type", None)
+        if isinstance(types, dict) and "full_attention" not in types:
+            return rotary(x, positions, next(iter(types)))
         return rotary(x, positions, "full_attention")
 
 
@@ -73,7 +78,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + _rotate_half(x) * sin
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor, scale: float) -> torch.Tensor:
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor, scale: float
+) -> torch.Tensor:
     """Attention with a boolean visibility mask.
 
     Parameters
@@ -105,7 +112,12 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: DrafterConfig, in_dim: int | None = None) -> None:
         super().__init__()
-        d, h, hk, hd = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        d, h, hk, hd = (
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        )
         in_dim = in_dim or d
         self.heads, self.kv_heads, self.head_dim = h, hk, hd
         self.scale = hd**-0.5
@@ -113,11 +125,17 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(in_dim, hk * hd, bias=cfg.attention_bias)
         self.v_proj = nn.Linear(in_dim, hk * hd, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(h * hd, d, bias=False)
-        self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.gemma_norm) if cfg.qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.gemma_norm) if cfg.qk_norm else nn.Identity()
+        self.q_norm = (
+            RMSNorm(hd, cfg.rms_norm_eps, cfg.gemma_norm) if cfg.qk_norm else nn.Identity()
+        )
+        self.k_norm = (
+            RMSNorm(hd, cfg.rms_norm_eps, cfg.gemma_norm) if cfg.qk_norm else nn.Identity()
+        )
 
     def _split(self, x: torch.Tensor, heads: int) -> torch.Tensor:
-        return x.unflatten(-1, (heads, self.head_dim)).transpose(1, 2)  # [B, S, H*D] -> [B, H, S, D]
+        return x.unflatten(-1, (heads, self.head_dim)).transpose(
+            1, 2
+        )  # [B, S, H*D] -> [B, H, S, D]
 
     def project_kv(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -162,7 +180,9 @@ class DraftBlock(nn.Module):
         self.post_attention_layernorm = RMSNorm(d, eps, g)
         self.mlp = SwiGLU(d, cfg.intermediate_size, cfg.hidden_act)
 
-    def context_kv(self, h_ctx: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def context_kv(
+        self, h_ctx: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Injected keys/values ``[B, Hk, C, D]`` of context features ``h_ctx [B, C, d]``."""
         return self.self_attn.project_kv(h_ctx, cos, sin)
 
