@@ -63,6 +63,7 @@ def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, monkeyp
     acc = [a for r in out.rounds for a in r.accepted]
     if corrupt == 0.0:
         assert out.acceptance_length > 4.0  # every draft matches the greedy target
+        assert out.position_acceptance(4) == [1.0] * 4
     else:
         assert len(set(acc)) > 2
         assert compactions

@@ -189,3 +189,10 @@ def test_dspark_is_dflash_plus_heads(qwen3_target):
     assert names["head.w2.weight"].shape == (256, 16)
     assert names["confidence.proj.weight"].shape == (1, 64 + 16)
     assert names["mask_embedding"].requires_grad
+
+
+def test_position_weights_match_reference(qwen3_target):
+    d = _build("dspark", qwen3_target)
+    w = build_drafter("dspark", qwen3_target, markov_rank=8).config.position_weights()
+    assert [round(x, 3) for x in w] == [1.0, 0.779, 0.607, 0.472, 0.368, 0.287, 0.223]
+    assert len(d.config.position_weights()) == 4

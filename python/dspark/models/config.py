@@ -158,6 +158,11 @@ class DrafterConfig:
     def vocab_size(self) -> int:
         return int(self.target["vocab_size"])
 
+    def position_weights(self, length: int | None = None) -> list[float]:
+        """Loss weights ``w_k = exp(-(k-1)/loss_decay)`` for k = 1..length (default block_size)."""
+        n = self.block_size if length is None else length
+        return [math.exp(-k / self.loss_decay) for k in range(n)]
+
     @classmethod
     def for_target(cls, kind: str, target_config: Any, **overrides: Any) -> DrafterConfig:
         """Defaults for ``kind`` derived from a Hugging Face target config, then ``overrides``."""
