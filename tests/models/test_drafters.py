@@ -196,3 +196,18 @@ def test_position_weights_match_reference(qwen3_target):
     w = build_drafter("dspark", qwen3_target, markov_rank=8).config.position_weights()
     assert [round(x, 3) for x in w] == [1.0, 0.779, 0.607, 0.472, 0.368, 0.287, 0.223]
     assert len(d.config.position_weights()) == 4
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama", "gemma3"])
+def test_feature_capture_equals_hidden_states(family, qwen3_target, llama_target):
+    from dspark.models.features import FeatureCapture
+    from tests._tiny import tiny_gemma3
+
+    target = {"qwen3": qwen3_target, "llama": llama_target}.get(family) or tiny_gemma3()
+    layers = [-1, 0, 1]
+    ids = torch.randint(0, 256, (2, 6))
+    with torch.no_grad(), FeatureCapture(target, layers) as cap:
+        out = target(ids, output_hidden_states=True)
+    torch.testing.assert_close(cap.features(), target_features(out.hidden_states, layers))
+    with pytest.raises(ValueError, match="feature_layers"):
+        FeatureCapture(target, [len(target.model.layers) - 1])

@@ -20,7 +20,6 @@ from dspark.generation.inputs import RequestParams, check_generate_inputs
 from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent
 from dspark.generation.target import TargetRunner
 from dspark.models.base import Drafter
-from dspark.models.features import target_features
 from dspark.ops.verify import verify_batch
 
 __all__ = ["SpeculativeGenerator", "generate"]
@@ -147,7 +146,7 @@ class SpeculativeGenerator:
         vseed = torch.randint(0, 2**62, (prm.batch,), generator=gen, device=dev)
         voffset = torch.zeros(prm.batch, dtype=torch.int64, device=dev)
         layers = drafter.config.feature_layers
-        runner = TargetRunner(self.target, self.compact_ratio, self.compact_slack)
+        runner = TargetRunner(self.target, layers, self.compact_ratio, self.compact_slack)
         state = drafter.new_state(prm.batch)
         active = torch.arange(prm.batch, device=dev)
         done = torch.zeros(prm.batch, dtype=torch.int64, device=dev)  # tokens generated so far
@@ -173,7 +172,7 @@ class SpeculativeGenerator:
         anchor = res.final_token.long()
         # The drafter's context: features of every real prompt position, each paired with its
         # successor token (the prompt shifted by one, then the first sampled token).
-        feats = target_features(pre.hidden_states, layers)
+        feats = pre.features
         order = torch.sort((~prm.attention_mask).to(torch.int8), dim=1, stable=True).indices
         feats = feats.gather(1, order[:, :, None].expand(-1, -1, feats.shape[-1]))
         toks = prm.input_ids.gather(1, order)
@@ -240,7 +239,7 @@ class SpeculativeGenerator:
             acc = res.accept_len.long()
             keep = acc + 1
             runner.accept(keep)
-            feats = target_features(fwd.hidden_states, layers)
+            feats = fwd.features
             anchor = res.final_token.long()
             drafter.commit(state, feats, res.tokens[:, :width].long().clamp_min(0), keep)
             t2 = time.perf_counter()

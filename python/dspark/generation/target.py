@@ -10,18 +10,21 @@ longer than the longest request it is compacted by a per-request gather.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
+
+from dspark.models.features import FeatureCapture
 
 __all__ = ["TargetForward", "TargetRunner"]
 
 
 class TargetForward(NamedTuple):
-    """Logits ``[B, n, V]`` and hidden states (HF ``output_hidden_states`` tuple) of new rows."""
+    """Logits ``[B, n, V]`` and drafter features ``[B, n, F]`` (feature layers) of new rows."""
 
     logits: torch.Tensor
-    hidden_states: tuple[torch.Tensor, ...]
+    features: torch.Tensor
 
 
 class TargetRunner:
@@ -35,8 +38,15 @@ class TargetRunner:
         Which cache slots hold committed tokens of each request.
     """
 
-    def __init__(self, target: Any, compact_ratio: float = 2.0, compact_slack: int = 64) -> None:
+    def __init__(
+        self,
+        target: Any,
+        feature_layers: Sequence[int],
+        compact_ratio: float = 2.0,
+        compact_slack: int = 64,
+    ) -> None:
         self.target = target
+        self.capture = FeatureCapture(target, feature_layers)
         self.device = next(target.parameters()).device
         from transformers import DynamicCache  # optional dependency: imported on use
 
@@ -82,18 +92,19 @@ class TargetRunner:
             ar[None, :], (counts - 1).clamp_min(0)[:, None]
         )
         mask = torch.cat([self.slot_valid, new_valid], dim=1).long()
-        out = self.target(
-            input_ids=tokens,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=True,
-        )
+        with self.capture:
+            out = self.target(
+                input_ids=tokens,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
         self.slot_valid = torch.cat([self.slot_valid, new_valid], dim=1)
         self._pending = n
-        return TargetForward(out.logits, tuple(out.hidden_states))
+        return TargetForward(out.logits, self.capture.features())
 
+    @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TargetForward:
         """Run the prompts; ``attention_mask`` marks real tokens (left padding or any holes)."""
         self.lengths = torch.zeros(input_ids.shape[0], dtype=torch.int64, device=self.device)
@@ -101,17 +112,17 @@ class TargetRunner:
         self._check_window(input_ids.shape[1])
         mask = attention_mask.bool()
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
-        out = self.target(
-            input_ids=input_ids,
-            attention_mask=mask.long(),
-            position_ids=positions,
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=True,
-        )
+        with self.capture:
+            out = self.target(
+                input_ids=input_ids,
+                attention_mask=mask.long(),
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
         self.slot_valid = mask.clone()
         self.lengths = mask.sum(1)
-        return TargetForward(out.logits, tuple(out.hidden_states))
+        return TargetForward(out.logits, self.capture.features())
 
     def accept(self, keep: torch.Tensor) -> None:
         """Keep the first ``keep[b]`` slots of the last forward per request; drop the rest."""
