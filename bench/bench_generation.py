@@ -98,7 +98,7 @@ def main() -> None:
     for hidden, layers, vocab, bsz in [(64, 4, 512, 1), (512, 8, 8192, 1), (512, 8, 8192, 4)]:
         target = make_target(hidden, layers, vocab)
         ids = torch.randint(0, vocab, (bsz, 32))
-        ref_t = timed(lambda: greedy_cached(target, ids, NEW_TOKENS))
+        ref_t = timed(lambda t=target, i=ids: greedy_cached(t, i, NEW_TOKENS))
         cont = greedy_cached(target, ids, NEW_TOKENS + BLOCK + 2)
         drafters = {
             "dspark (random init, 2 layers)": build_drafter(
@@ -109,7 +109,7 @@ def main() -> None:
         for name, drafter in drafters.items():
             res = {}
 
-            def run(drafter=drafter, res=res):
+            def run(drafter=drafter, res=res, target=target, ids=ids):
                 res["out"] = dspark.generate(
                     target, drafter, ids, max_new_tokens=NEW_TOKENS, temperature=0.0
                 )
