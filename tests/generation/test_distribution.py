@@ -22,6 +22,7 @@ from tests.reference.draft_step import process_row_ref
 
 ALPHA, N, V = 1e-3, 4000, 16
 PROMPT = [3, 1, 4]
+TREE = [(0,), (1,), (2,), (0, 0), (0, 1), (1, 0), (0, 0, 0)]  # depth 3, 7 nodes
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,10 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
         drafter.first_tokens = [PROMPT[0]] * N
     else:
         extra = {"markov_rank": 8} if drafter_kind == "dspark" else {}
-        drafter = build_drafter(drafter_kind, small_target, block_size=3, num_layers=1, **extra)
+        kind = drafter_kind.removesuffix("-tree")
+        drafter = build_drafter(kind, small_target, block_size=3, num_layers=1, **extra)
     ids = torch.tensor(PROMPT).repeat(N, 1)
+    tree = TREE if drafter_kind.endswith("-tree") else None
     out = dspark.generate(
         small_target,
         drafter,
@@ -92,6 +95,7 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
         temperature=temperature,
         top_k=top_k,
         seed=1234,
+        tree_choices=tree,
     )
     gen = out.sequences[:, len(PROMPT) :].numpy()
     assert (out.num_generated == 5).all()
@@ -101,6 +105,6 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
     assert abs(probs.sum() - 1) < 1e-9
     assert _power(probs) > 0.9, "test too weak for this target"
     first = out.rounds[0]
-    assert max(first.proposed) == 3
+    assert max(first.proposed) == (len(TREE) if tree else 3)
     assert sum(first.accepted) > 0
     assert _pvalue(counts, probs) > ALPHA

@@ -17,12 +17,13 @@ from typing import Any
 import torch
 
 from dspark.generation.inputs import RequestParams, check_generate_inputs
-from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent
+from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent, assemble_output
 from dspark.generation.target import TargetRunner
+from dspark.generation.tree import StaticTree
 from dspark.models.base import Drafter
 from dspark.ops.verify import verify_batch
 
-__all__ = ["SpeculativeGenerator", "generate"]
+__all__ = ["SpeculativeGenerator"]
 
 Scheduler = Callable[[torch.Tensor], torch.Tensor] | Any
 
@@ -45,6 +46,11 @@ class SpeculativeGenerator:
         Verify the longest prefix whose cumulative survival ``prod_{i<=k} c_i`` stays >= this.
     num_draft_tokens : int, optional
         Drafts per round (default: the drafter's ``block_size``).
+    tree_choices : sequence of sequences of int, optional
+        Draft a static tree instead of a chain (Eagle3 only), given as EAGLE-style paths of child
+        ranks, e.g. ``[(0,), (1,), (0, 0), (0, 1), (0, 0, 0)]``; verified with tree attention and
+        the deterministic-draft rule (lossless at any temperature). Rounds whose token budget is
+        smaller than the tree depth fall back to chains.
     compact_ratio, compact_slack : float, int
         Compact the target cache (drop the holes left by ragged rollbacks) when its length
         exceeds ``compact_ratio * longest_request + compact_slack``.
@@ -58,6 +64,7 @@ class SpeculativeGenerator:
         scheduler: Scheduler | None = None,
         confidence_threshold: float | None = None,
         num_draft_tokens: int | None = None,
+        tree_choices: Sequence[Sequence[int]] | None = None,
         compact_ratio: float = 2.0,
         compact_slack: int = 64,
     ) -> None:
@@ -83,6 +90,15 @@ class SpeculativeGenerator:
             )
         if num_draft_tokens is not None and num_draft_tokens < 1:
             raise ValueError(f"num_draft_tokens: expected an int >= 1, got {num_draft_tokens}")
+        self.tree = None
+        if tree_choices is not None:
+            if not hasattr(drafter, "propose_tree"):
+                raise ValueError(
+                    f"tree_choices: a {drafter.kind} drafter drafts chains only (Eagle3 trees)"
+                )
+            if scheduler is not None or confidence_threshold is not None:
+                raise ValueError("tree_choices: trees are verified whole (no scheduler/threshold)")
+            self.tree = StaticTree.from_choices(tree_choices)
         self.target, self.drafter = target, drafter
         self.scheduler = scheduler
         self.confidence_threshold = confidence_threshold
@@ -122,7 +138,7 @@ class SpeculativeGenerator:
             generated[event.request].extend(event.tokens)
             if streamer is not None and event.tokens:
                 streamer(event.request, list(event.tokens))
-        return _assemble(params, generated, rounds)
+        return assemble_output(params, generated, rounds)
 
     def stream(
         self,
@@ -194,65 +210,29 @@ class SpeculativeGenerator:
             r_temp, r_k, r_p = prm.temperature[active], prm.top_k[active], prm.top_p[active]
             remaining = prm.max_new_tokens[active] - done[active]
             caps = (remaining - 1).clamp(0, self.num_draft_tokens)
-            n_max = int(caps.max())
-            prop = None
-            lens = caps
-            if n_max > 0:
-                prop = drafter.propose(
-                    state,
-                    anchor,
-                    temperature=r_temp,
-                    top_k=r_k,
-                    top_p=r_p,
-                    generator=gen,
-                    num_tokens=n_max,
+            sampling = {"temperature": r_temp, "top_k": r_k, "top_p": r_p}
+            verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": remaining}
+            if self.tree is not None and int(caps.min()) >= self.tree.max_depth:
+                res, lens, depth_cap, t1 = self._tree_round(runner, state, anchor, verify_args)
+            else:
+                res, lens, t1 = self._chain_round(
+                    runner, state, anchor, gen, caps, sampling, verify_args
                 )
-                lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
-            n_max = int(lens.max())
-            t1 = time.perf_counter()
-
-            # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
-            width = n_max + 1
-            tokens = anchor[:, None]
-            if n_max > 0:
-                tokens = torch.cat([tokens, prop.tokens[:, :n_max]], dim=1)
-            fwd = runner.forward(tokens, lens + 1)
-            ar = torch.arange(width, device=dev)
-            row_mask = ar[None, :] < (lens + 1)[:, None]
-            indptr = torch.zeros(active.shape[0] + 1, dtype=torch.int32, device=dev)
-            indptr[1:] = torch.cumsum(lens, 0)
-            d_mask = row_mask[:, 1:]
-            res = verify_batch(
-                fwd.logits[row_mask].float(),
-                tokens[:, 1:][d_mask],
-                indptr,
-                draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
-                temperature=r_temp,
-                top_k=r_k,
-                top_p=r_p,
-                seed=vseed,
-                offset=voffset,
-                max_depth=max(n_max, 1),
-                max_emit=remaining,
-            )
+                depth_cap = lens
             voffset = res.next_offset
-            acc = res.accept_len.long()
-            keep = acc + 1
-            runner.accept(keep)
-            feats = fwd.features
             anchor = res.final_token.long()
-            drafter.commit(state, feats, res.tokens[:, :width].long().clamp_min(0), keep)
+            acc = res.accept_len.long()
             t2 = time.perf_counter()
-            fin, events = self._emit_step(prm, active, res.tokens.long(), keep, done)
+            fin, events = self._emit_step(prm, active, res.tokens.long(), acc + 1, done)
             yield from events
-            lens_l, acc_l = lens.tolist(), acc.tolist()
+            acc_l, cap_l = acc.tolist(), depth_cap.tolist()
             rounds.append(
                 RoundStats(
                     requests=active.tolist(),
-                    proposed=lens_l,
+                    proposed=lens.tolist(),
                     accepted=acc_l,
                     first_rejection=[
-                        a + 1 if a < n else -1 for a, n in zip(acc_l, lens_l, strict=True)
+                        a + 1 if a < n else -1 for a, n in zip(acc_l, cap_l, strict=True)
                     ],
                     emitted=[len(e.tokens) for e in events],
                     draft_time=t1 - t0,
@@ -261,6 +241,69 @@ class SpeculativeGenerator:
                 )
             )
             keep_rows = ~fin
+
+    def _chain_round(self, runner, state, anchor, gen, caps, sampling, verify_args):
+        """Draft a chain, verify the chosen prefix of it, roll back, feed the drafter."""
+        n_max = int(caps.max())
+        prop, lens = None, caps
+        if n_max > 0:
+            prop = self.drafter.propose(state, anchor, generator=gen, num_tokens=n_max, **sampling)
+            lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
+        n_max = int(lens.max())
+        t1 = time.perf_counter()
+        # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
+        width = n_max + 1
+        tokens = anchor[:, None]
+        if n_max > 0:
+            tokens = torch.cat([tokens, prop.tokens[:, :n_max]], dim=1)
+        fwd = runner.forward(tokens, lens + 1)
+        row_mask = torch.arange(width, device=anchor.device)[None, :] < (lens + 1)[:, None]
+        indptr = torch.zeros(anchor.shape[0] + 1, dtype=torch.int32, device=anchor.device)
+        indptr[1:] = torch.cumsum(lens, 0)
+        d_mask = row_mask[:, 1:]
+        res = verify_batch(
+            fwd.logits[row_mask].float(),
+            tokens[:, 1:][d_mask],
+            indptr,
+            draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
+            # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
+            max_depth=max(n_max, 1),
+            **verify_args,
+        )
+        keep = res.accept_len.long() + 1
+        runner.accept(keep)
+        self.drafter.commit(state, fwd.features, res.tokens[:, :width].long().clamp_min(0), keep)
+        return res, lens, t1
+
+    def _tree_round(self, runner, state, anchor, verify_args):
+        """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""
+        tree, bsz = self.tree, anchor.shape[0]
+        n, depth = tree.num_nodes, tree.max_depth
+        nodes = self.drafter.propose_tree(state, anchor, tree)
+        t1 = time.perf_counter()
+        tokens = torch.cat([anchor[:, None], nodes], dim=1)
+        fwd = runner.forward_tree(tokens, tree.depth, tree.ancestors)
+        dev = anchor.device
+        res = verify_batch(
+            fwd.logits.reshape(bsz * (n + 1), -1).float(),
+            nodes.reshape(-1),
+            torch.arange(bsz + 1, dtype=torch.int32, device=dev) * n,
+            parents=tree.parents.to(dev).repeat(bsz),
+            max_depth=depth,
+            **verify_args,
+        )
+        acc = res.accept_len.long()
+        on_path = torch.arange(depth, device=dev)[None, :] < acc[:, None]
+        rows = torch.cat([torch.zeros_like(acc)[:, None], 1 + res.path.long().clamp_min(0)], 1)
+        keep = torch.zeros(bsz, n + 1, dtype=torch.bool, device=dev)
+        keep[:, 0] = True
+        batch_idx = torch.arange(bsz, device=dev)[:, None].expand(-1, depth)
+        keep[batch_idx[on_path], rows[:, 1:][on_path]] = True  # the anchor and the accepted path
+        runner.accept_mask(keep)
+        feats = fwd.features.gather(1, rows[:, :, None].expand(-1, -1, fwd.features.shape[-1]))
+        self.drafter.commit(state, feats, res.tokens[:, : depth + 1].long().clamp_min(0), acc + 1)
+        full = torch.full_like(acc, n)
+        return res, full, torch.full_like(acc, depth), t1
 
     def _verify_lengths(
         self, confidence: torch.Tensor | None, n_max: int, caps: torch.Tensor
@@ -302,96 +345,3 @@ class SpeculativeGenerator:
             events.append(StreamEvent(req, new, end))
             fin.append(end)
         return torch.tensor(fin, dtype=torch.bool, device=active.device), events
-
-
-def _assemble(
-    prm: RequestParams, generated: list[list[int]], rounds: list[RoundStats]
-) -> GenerationOutput:
-    longest = max(len(g) for g in generated)
-    out = torch.full((prm.batch, longest), prm.pad_token_id, dtype=torch.int64, device=prm.device)
-    for i, g in enumerate(generated):
-        if g:
-            out[i, : len(g)] = torch.tensor(g, dtype=torch.int64, device=prm.device)
-    num = torch.tensor([len(g) for g in generated], dtype=torch.int64)
-    return GenerationOutput(torch.cat([prm.input_ids, out], dim=1), num, rounds)
-
-
-def generate(
-    target: Any,
-    drafter: Drafter,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    *,
-    max_new_tokens: int | Sequence[int] | torch.Tensor,
-    temperature: float | Sequence[float] | torch.Tensor = 1.0,
-    top_k: int | Sequence[int] | torch.Tensor = 0,
-    top_p: float | Sequence[float] | torch.Tensor = 1.0,
-    stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
-    pad_token_id: int | None = None,
-    seed: int | None = None,
-    scheduler: Scheduler | None = None,
-    confidence_threshold: float | None = None,
-    num_draft_tokens: int | None = None,
-    streamer: Callable[[int, list[int]], None] | None = None,
-) -> GenerationOutput:
-    """Speculative generation with a drafter, lossless with respect to the target.
-
-    Parameters
-    ----------
-    target : PreTrainedModel
-        Hugging Face decoder-only causal LM.
-    drafter : Drafter
-        DSpark, DFlash or Eagle3 drafter built for ``target``.
-    input_ids : Tensor (B, L) int
-        Prompts; shorter prompts are padded (left or right) and marked by ``attention_mask``.
-    attention_mask : Tensor (B, L), optional
-        1 for real tokens, 0 for padding (default: all real).
-    max_new_tokens : int or (B,) per request
-    temperature : float or (B,)
-        0 = greedy (then the output equals the target's greedy decoding). Default 1.0 (the
-        reference evaluation protocol).
-    top_k, top_p : int/float or (B,)
-        Applied after temperature to the target (defining the output distribution) and to the
-        drafts; 0 / 1.0 disable.
-    stop_token_ids : list of int, or one list per request, optional
-        Generation of a request ends after it emits one of these (default: the target's
-        ``generation_config.eos_token_id``).
-    pad_token_id : int, optional
-        Fills ``sequences`` after a request's end (default: the target's pad/eos id, else 0).
-    seed : int, optional
-        Seeds drafting and verification (same seed, same output).
-    scheduler, confidence_threshold, num_draft_tokens
-        See :class:`SpeculativeGenerator`.
-    streamer : callable(request_index, new_tokens), optional
-        Called after every round with each request's newly accepted tokens.
-
-    Returns
-    -------
-    GenerationOutput
-        ``.sequences (B, L + M)``, ``.num_generated (B,)``, ``.rounds`` (per-round statistics).
-
-    Raises
-    ------
-    ValueError, TypeError
-        Empty prompts, mismatched per-request arguments, out-of-range values, or a drafter built
-        for another target.
-    """
-    gen = SpeculativeGenerator(
-        target,
-        drafter,
-        scheduler=scheduler,
-        confidence_threshold=confidence_threshold,
-        num_draft_tokens=num_draft_tokens,
-    )
-    return gen.generate(
-        input_ids,
-        attention_mask,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        stop_token_ids=stop_token_ids,
-        pad_token_id=pad_token_id,
-        seed=seed,
-        streamer=streamer,
-    )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-__all__ = ["GenerationOutput", "RoundStats", "StreamEvent"]
+__all__ = ["GenerationOutput", "RoundStats", "StreamEvent", "assemble_output"]
 
 
 @dataclass
@@ -87,3 +88,15 @@ class GenerationOutput:
                         num += a >= k
             out.append(num / den if den else float("nan"))
         return out
+
+
+def assemble_output(
+    prm: Any, generated: list[list[int]], rounds: list[RoundStats]
+) -> GenerationOutput:
+    longest = max(len(g) for g in generated)
+    out = torch.full((prm.batch, longest), prm.pad_token_id, dtype=torch.int64, device=prm.device)
+    for i, g in enumerate(generated):
+        if g:
+            out[i, : len(g)] = torch.tensor(g, dtype=torch.int64, device=prm.device)
+    num = torch.tensor([len(g) for g in generated], dtype=torch.int64)
+    return GenerationOutput(torch.cat([prm.input_ids, out], dim=1), num, rounds)

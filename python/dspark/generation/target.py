@@ -124,12 +124,49 @@ class TargetRunner:
         self.lengths = mask.sum(1)
         return TargetForward(out.logits, self.capture.features())
 
+    @torch.no_grad()
+    def forward_tree(
+        self, tokens: torch.Tensor, depth: torch.Tensor, ancestors: torch.Tensor
+    ) -> TargetForward:
+        """Run ``[anchor, node_0, ...]`` per request with tree attention (one shared tree).
+
+        ``depth (1 + N,)`` gives positions (``lengths + depth``), ``ancestors (1 + N, 1 + N)``
+        which new rows each row sees (itself and its ancestors), passed as a custom 4-D mask.
+        """
+        if self._pending:
+            raise RuntimeError("TargetRunner.forward_tree: call accept() after each forward")
+        bsz, n = tokens.shape
+        self._check_window(n)
+        old = self.slot_valid[:, None, :].expand(bsz, n, -1)
+        new = ancestors.to(self.device)[None].expand(bsz, -1, -1)
+        visible = torch.cat([old, new], dim=2)[:, None]
+        dtype = next(self.target.parameters()).dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=self.device)
+        mask.masked_fill_(~visible, torch.finfo(dtype).min)
+        positions = self.lengths[:, None] + depth.to(self.device)[None, :]
+        with self.capture:
+            out = self.target(
+                input_ids=tokens,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+        self.slot_valid = torch.cat([self.slot_valid, torch.ones_like(tokens, dtype=torch.bool)], 1)
+        self._pending = n
+        return TargetForward(out.logits, self.capture.features())
+
     def accept(self, keep: torch.Tensor) -> None:
         """Keep the first ``keep[b]`` slots of the last forward per request; drop the rest."""
+        ar = torch.arange(self._pending, device=self.device)
+        self.accept_mask(ar[None, :] < keep[:, None])
+
+    def accept_mask(self, keep: torch.Tensor) -> None:
+        """Keep the slots ``keep [B, n]`` of the last forward (e.g. an accepted tree path, in
+        sequence order); drop the rest."""
         n, self._pending = self._pending, 0
-        ar = torch.arange(n, device=self.device)
-        self.slot_valid[:, -n:] &= ar[None, :] < keep[:, None]
-        self.lengths = self.lengths + keep
+        self.slot_valid[:, -n:] &= keep
+        self.lengths = self.lengths + keep.sum(1)
         # Crop the tail that no request uses (the exact rollback when the batch has one request).
         used = self.slot_valid.any(0)
         tail = int((~used).flip(0).long().cumprod(0).sum())

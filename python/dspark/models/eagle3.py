@@ -161,6 +161,75 @@ class Eagle3Drafter(Drafter):
         state.cache.truncate(committed)  # drop the draft entries: only committed ones stay
         return Proposal(torch.stack(toks, 1), torch.stack(logits, 1), None)
 
+    @torch.no_grad()
+    def propose_tree(self, state: Eagle3State, anchor: torch.Tensor, tree: Any) -> torch.Tensor:
+        """Draft a static tree: node i is the ``ranks[i]``-th most likely child of its parent.
+
+        Parameters
+        ----------
+        state : Eagle3State
+        anchor : Tensor (B,)
+        tree : dspark.generation.tree.StaticTree
+
+        Returns
+        -------
+        Tensor (B, N) int64
+            Node tokens in ``tree`` order (deterministic: pass no draft probabilities to the
+            verifier).
+        """
+        if state.last_hidden is None:
+            raise ValueError("state: commit the prompt's features before proposing")
+        cache, dev = state.cache, anchor.device
+        committed = cache.lengths.clone()
+        bsz, n = anchor.shape[0], tree.num_nodes
+        parents = tree.parents.tolist()
+        anc = tree.ancestors.to(dev)[1:, 1:]  # node-to-node ancestor-or-self
+        hidden: list[torch.Tensor | None] = [None] * n
+        ranked: dict[int, torch.Tensor] = {}  # node (-1 = root) -> its children's token order
+        tokens = torch.zeros(bsz, n, dtype=torch.long, device=dev)
+        slot_node: list[int] = []  # tree node stored at offset j after each committed prefix
+
+        def children_order(h: torch.Tensor) -> torch.Tensor:
+            logits = self.compute_logits(self.norm(h)).float()
+            return torch.sort(logits, dim=-1, descending=True, stable=True).indices
+
+        ranked[-1] = children_order(state.last_hidden)
+        for d in range(1, tree.max_depth + 1):
+            nodes = [i for i in range(n) if int(tree.depth[i + 1]) == d]
+            for i in nodes:
+                tokens[:, i] = ranked[parents[i]][:, tree.ranks[i]]
+            if d == tree.max_depth:
+                break
+            # Run this depth's nodes: (parent hidden, own token) at position committed + d - 1,
+            # seeing the committed prefix and their tree ancestors only.
+            g = torch.stack(
+                [state.last_hidden if parents[i] < 0 else hidden[parents[i]] for i in nodes], 1
+            )
+            upto = cache.max_length()
+            j = torch.arange(upto, device=dev)[None, :] - committed[:, None]  # tree offset
+            in_tree = (j >= 0) & (j < len(slot_node))
+            tree_vis = torch.zeros(bsz, len(nodes), upto, dtype=torch.bool, device=dev)
+            if slot_node:
+                node_at = torch.tensor(slot_node, device=dev)[j.clamp(0, len(slot_node) - 1)]
+                sel = anc[torch.tensor(nodes, device=dev)]  # [n_d, N]
+                tree_vis = sel[:, node_at].permute(1, 0, 2) & in_tree[:, None, :]
+            vis_cache = (j < 0)[:, None, :] | tree_vis
+            own = torch.eye(len(nodes), dtype=torch.bool, device=dev)[None].expand(bsz, -1, -1)
+            visible = torch.cat([vis_cache, own], dim=2)[:, None]
+            pos = (committed + d - 1)[:, None].expand(-1, len(nodes))
+            emb = self.embed(tokens[:, nodes])
+            cos, sin = rope_cos_sin(self.rotary, emb, pos)
+            out, (k, v) = self.layer(emb, g, cos, sin, visible, cache.get(0, upto))
+            counts = torch.full_like(committed, len(nodes))
+            cache.write(0, k, v, counts)
+            cache.advance(counts)
+            slot_node.extend(nodes)
+            for col, i in enumerate(nodes):
+                hidden[i] = out[:, col]
+                ranked[i] = children_order(out[:, col])
+        cache.truncate(committed)
+        return tokens
+
     # --- training -----------------------------------------------------------------------------
     def forward_train(
         self,
