@@ -194,6 +194,11 @@ def test_generate_rejects_mismatched_drafter(peaked_target):
         dspark.generate(
             twin, build_drafter("dflash", peaked_target, num_layers=1), ids, max_new_tokens=2
         )
+    bound = build_drafter("dflash", peaked_target, num_layers=1)
+    bound.attach(twin)  # same architecture, another instance: explicit re-binding works
+    assert dspark.generate(twin, bound, ids, max_new_tokens=2).sequences.shape == (1, 5)
+    with pytest.raises(ValueError, match="vocab_size"):
+        bound.attach(other)
     with pytest.raises(ValueError, match="confidence"):
         dspark.generate(
             peaked_target,
