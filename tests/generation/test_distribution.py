@@ -72,6 +72,8 @@ def _pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
     [
         ("dspark", 1.0, 0),
         ("eagle3", 1.0, 0),
+        ("eagle3-tree", 1.0, 0),
+        ("eagle3-tree", 0.7, 6),
         ("oracle", 1.0, 0),
         ("oracle", 0.8, 5),
         ("dflash", 1.0, 4),
