@@ -230,3 +230,11 @@ def test_generate_gemma3_family(kind):
             max_new_tokens=8,
             temperature=0.0,
         )
+
+
+def test_generate_bf16_drafter_on_fp32_target(peaked_target):
+    """Drafter and target dtypes may differ; greedy output still equals the target's."""
+    drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
+    drafter.to(torch.bfloat16)
+    ids, mask = _prompts()
+    _check_greedy(peaked_target, drafter, ids, mask, 6)

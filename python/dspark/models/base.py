@@ -84,7 +84,8 @@ class Drafter(nn.Module):
         Frozen: no gradient reaches the target's table, whatever its ``requires_grad``.
         """
         with torch.no_grad():
-            return self._shared[0](ids)
+            # The drafter may run in another dtype than the target (e.g. a bf16 drafter).
+            return self._shared[0](ids).to(next(self.parameters()).dtype)
 
     def compute_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Target LM head (plus the target's final soft-capping, if it has one).
@@ -94,6 +95,7 @@ class Drafter(nn.Module):
         head = self._shared[1]
         if isinstance(head, nn.Linear):
             bias = None if head.bias is None else head.bias.detach()
+            h = h.to(head.weight.dtype)
             logits = torch.nn.functional.linear(h, head.weight.detach(), bias)
         else:
             logits = head(h)
