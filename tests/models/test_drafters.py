@@ -124,6 +124,11 @@ def test_block_train_forward_matches_inference(kind, qwen3_target):
                 exp = d.compute_logits(h[:, k]) + bias
                 torch.testing.assert_close(out.markov_logits[b, k], exp[0], atol=1e-4, rtol=1e-4)
     assert out.confidence_logits is None or out.confidence_logits.shape == (4, 4)
+    with torch.no_grad():  # chunking the blocks is exact
+        chunked = d.forward_train(
+            feats, ids, cu, anchors, labels if kind == "dspark" else None, block_chunk=3
+        )
+    torch.testing.assert_close(chunked.logits, out.logits)
 
 
 def test_dspark_training_outputs_and_gradients(qwen3_target):

@@ -218,6 +218,7 @@ class DFlashDrafter(Drafter):
         anchor_index: torch.Tensor,
         teacher_tokens: torch.Tensor | None = None,
         block_size: int | None = None,
+        block_chunk: int | None = None,
     ) -> BlockTrainOutput:
         """Forward over a packed batch of anchor blocks (teacher forcing, index-based masks).
 
@@ -235,6 +236,8 @@ class DFlashDrafter(Drafter):
             Ground-truth drafts ``x_1..x_G`` (see :func:`block_targets`); needed by DSpark's heads.
         block_size : int, optional
             G (default ``config.block_size``).
+        block_chunk : int, optional
+            Run the blocks this many at a time (same result, bounded memory); default all.
 
         Returns
         -------
@@ -243,22 +246,33 @@ class DFlashDrafter(Drafter):
         size = block_size or self.config.block_size
         total, n_blocks = input_ids.shape[0], anchor_index.shape[0]
         dev = input_ids.device
-        seq_of = torch.searchsorted(cu_seqlens[1:], torch.arange(total, device=dev), right=True)
-        pos_ctx = torch.arange(total, device=dev) - cu_seqlens[seq_of]
-        anchor_seq, anchor_pos = seq_of[anchor_index], pos_ctx[anchor_index]
-        # Visibility from indices (the mask_mod of a flex-attention BlockMask, materialised).
-        q_block = torch.arange(n_blocks * size, device=dev) // size
-        ctx_vis = (seq_of[None, :] == anchor_seq[q_block][:, None]) & (
-            torch.arange(total, device=dev)[None, :] < anchor_index[q_block][:, None]
-        )
-        blk_vis = q_block[:, None] == q_block[None, :]
-        visible = torch.cat([ctx_vis, blk_vis], dim=1)[None, None]
+        ar_t = torch.arange(total, device=dev)
+        seq_of = torch.searchsorted(cu_seqlens[1:], ar_t, right=True)
+        pos_ctx = ar_t - cu_seqlens[seq_of]
+        # Injected context K/V do not depend on block states: computed once for every chunk.
         h_ctx = self.context(target_hidden)[None]
         cos, sin = rope_cos_sin(self.rotary, h_ctx, pos_ctx[None])
         kvs = [layer.context_kv(h_ctx, cos, sin) for layer in self.layers]
-        x = self.block_inputs(input_ids[anchor_index], size).reshape(1, n_blocks * size, -1)
-        pos = (anchor_pos[:, None] + torch.arange(size, device=dev)[None, :]).reshape(1, -1)
-        h = self._run_layers(x, pos, visible, kvs).view(n_blocks, size, -1)
+        # Blocks never see each other, so processing them in chunks is exact and bounds the
+        # materialised mask and attention scores to (chunk * G) x (T + chunk * G).
+        chunk = block_chunk or n_blocks
+        outs = []
+        for lo in range(0, n_blocks, chunk):
+            anchors = anchor_index[lo : lo + chunk]
+            nb = anchors.shape[0]
+            # Visibility from indices (the mask_mod of a flex-attention BlockMask, materialised).
+            q_block = torch.arange(nb * size, device=dev) // size
+            ctx_vis = (seq_of[None, :] == seq_of[anchors][q_block][:, None]) & (
+                ar_t[None, :] < anchors[q_block][:, None]
+            )
+            blk_vis = q_block[:, None] == q_block[None, :]
+            visible = torch.cat([ctx_vis, blk_vis], dim=1)[None, None]
+            x = self.block_inputs(input_ids[anchors], size).reshape(1, nb * size, -1)
+            pos = (pos_ctx[anchors][:, None] + torch.arange(size, device=dev)[None, :]).reshape(
+                1, -1
+            )
+            outs.append(self._run_layers(x, pos, visible, kvs).view(nb, size, -1))
+        h = torch.cat(outs, dim=0)
         logits = self.compute_logits(h)
         markov, conf = self._train_heads(h, logits, input_ids[anchor_index], teacher_tokens)
         return BlockTrainOutput(h, logits, markov, conf)
