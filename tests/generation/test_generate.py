@@ -238,3 +238,14 @@ def test_generate_bf16_drafter_on_fp32_target(peaked_target):
     drafter.to(torch.bfloat16)
     ids, mask = _prompts()
     _check_greedy(peaked_target, drafter, ids, mask, 6)
+
+
+def test_generate_greedy_equals_transformers_generate(peaked_target):
+    """Against Hugging Face's own greedy decoding (cached, one token per step)."""
+    ids = torch.randint(0, 256, (2, 6))
+    hf = peaked_target.generate(
+        ids, do_sample=False, max_new_tokens=10, min_new_tokens=10, pad_token_id=0
+    )
+    drafter = build_drafter("eagle3", peaked_target, block_size=3)
+    out = dspark.generate(peaked_target, drafter, ids, max_new_tokens=10, temperature=0.0)
+    assert torch.equal(out.sequences, hf)
