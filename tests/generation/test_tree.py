@@ -87,3 +87,24 @@ def test_generate_tree_rejects_bad_setups(v16_target):
             max_new_tokens=4,
             tree_choices=[(0, 1)],
         )
+
+
+def test_tree_round_statistics(v16_target):
+    d = build_drafter("eagle3", v16_target, block_size=3)
+    out = dspark.generate(
+        v16_target,
+        d,
+        torch.randint(0, 16, (4, 5)),
+        max_new_tokens=10,
+        temperature=1.0,
+        seed=2,
+        tree_choices=TREE,
+    )
+    for r in out.rounds:
+        for p, a, f, dep, e in zip(
+            r.proposed, r.accepted, r.first_rejection, r.depth, r.emitted, strict=True
+        ):
+            assert 0 <= a <= dep <= p
+            assert f == (-1 if a == dep else a + 1)
+            assert e <= a + 1
+    assert sum(sum(r.emitted) for r in out.rounds) == int(out.num_generated.sum()) - 4

@@ -235,6 +235,7 @@ class SpeculativeGenerator:
                         a + 1 if a < n else -1 for a, n in zip(acc_l, cap_l, strict=True)
                     ],
                     emitted=[len(e.tokens) for e in events],
+                    depth=cap_l,
                     draft_time=t1 - t0,
                     verify_time=t2 - t1,
                     wall_time=time.perf_counter() - t0,

@@ -19,13 +19,16 @@ class RoundStats:
     requests : list of int
         Batch index of each active request.
     proposed : list of int
-        Drafts sent to verification per request (after any scheduler/threshold cut).
+        Drafts sent to verification per request (after any scheduler/threshold cut; tree
+        rounds: the number of tree nodes).
     accepted : list of int
         Drafts accepted per request.
     first_rejection : list of int
         1-based position of the first rejected draft, or -1 when every proposed draft survived.
     emitted : list of int
         Tokens appended per request this round (accepted + 1, cut at a stop token).
+    depth : list of int
+        Most drafts that could be accepted (chain length, or tree depth).
     draft_time, verify_time, wall_time : float
         Seconds spent drafting, in the target forward + verification, and in the whole round.
     """
@@ -35,6 +38,7 @@ class RoundStats:
     accepted: list[int]
     first_rejection: list[int]
     emitted: list[int]
+    depth: list[int]
     draft_time: float
     verify_time: float
     wall_time: float
@@ -75,14 +79,16 @@ class GenerationOutput:
         return total / count if count else 0.0
 
     def position_acceptance(self, max_position: int) -> list[float]:
-        """Conditional acceptance at 1-based position k: among request-rounds that proposed at
-        least k drafts and accepted the first k-1, the fraction that accepted draft k (NaN when
-        no round qualifies)."""
+        """Conditional acceptance at 1-based position k.
+
+        Among request-rounds that could accept at least k drafts (chain length or tree depth) and
+        accepted the first k-1, the fraction that accepted draft k (NaN when none qualifies).
+        """
         out = []
         for k in range(1, max_position + 1):
             num = den = 0
             for r in self.rounds:
-                for p, a in zip(r.proposed, r.accepted, strict=False):
+                for p, a in zip(r.depth, r.accepted, strict=True):
                     if p >= k and a >= k - 1:
                         den += 1
                         num += a >= k
