@@ -216,3 +216,19 @@ def test_feature_capture_equals_hidden_states(family, qwen3_target, llama_target
     torch.testing.assert_close(cap.features(), target_features(out.hidden_states, layers))
     with pytest.raises(ValueError, match="feature_layers"):
         FeatureCapture(target, [len(target.model.layers) - 1])
+
+
+def test_eagle3_ttt_packing_is_exact(qwen3_target):
+    """Two packed sequences give the same TTT logits as each sequence alone (index masks)."""
+    d = _build("eagle3", qwen3_target)
+    ids, feats, cu, seqs, seq_feats = _packed(qwen3_target, d, [7, 9])
+    with torch.no_grad():
+        packed = d.forward_train(feats, ids, cu, ttt_steps=3)
+        for s, (lo, hi) in enumerate([(0, 7), (7, 16)]):
+            alone = d.forward_train(seq_feats[s], seqs[s], torch.tensor([0, hi - lo]), ttt_steps=3)
+            valid = alone.valid
+            assert torch.equal(packed.valid[:, lo:hi], valid)
+            assert torch.equal(packed.labels[:, lo:hi][valid], alone.labels[valid])
+            torch.testing.assert_close(
+                packed.logits[:, lo:hi][valid], alone.logits[valid], atol=1e-5, rtol=1e-4
+            )

@@ -141,6 +141,14 @@ def markov_sample(
     Returns
     -------
     MarkovSample
+
+    Notes
+    -----
+    A fused ``draft_step`` op can take over for the vanilla Markov head: its inputs are
+    ``head.w1.weight (V, r)``, ``head.w2.weight (V, r)``, the confidence head's
+    ``proj.weight (1, d + r)`` and ``proj.bias``, and the per-request sampling parameters; the
+    plain reference it must match is ``tests/reference/draft_step.py::draft_step_ref`` (same
+    exponential draws -> same tokens). The gated and RNN heads stay on this loop.
     """
     bsz, steps, _ = base_logits.shape
     prev = anchor.to(device=base_logits.device, dtype=torch.long)
