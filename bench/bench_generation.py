@@ -1,7 +1,8 @@
 """Speculative generation on CPU: target-only greedy decoding vs dspark.generate.
 
 Run from the repo root: ``python -m bench.bench_generation``. Prints one table:
-case | ref ms/token | dspark ms/token | ratio | tau. "ref" is the target's own greedy decoding with
+case | ref ms/tok | dspark ms/tok | ratio | tau, where ms/tok is wall time / new tokens per
+request (one "token" = one step of all B requests). "ref" is the target's own greedy decoding with
 a KV cache (one forward per token). Two dspark rows per model: a randomly initialised DSpark
 drafter (tau ~ 1: the pure overhead of drafting + verification) and a "perfect" drafter that
 replays the greedy continuation (tau = G + 1: the best case of the loop on this machine).
@@ -94,7 +95,7 @@ def timed(fn, reps: int = 3) -> float:
 def main() -> None:
     torch.set_num_threads(1)  # the machine is shared: one thread gives stabler medians
     print(f"torch threads: {torch.get_num_threads()}, new tokens: {NEW_TOKENS}, block: {BLOCK}")
-    print(f"{'case':<44} | {'ref ms/tok':>10} | {'dspark ms/tok':>13} | {'ratio':>6} | {'tau':>5}")
+    print(f"{'case':<52} | {'ref ms/tok':>10} | {'dspark ms/tok':>13} | {'ratio':>6} | {'tau':>5}")
     for hidden, layers, vocab, bsz in [(64, 4, 512, 1), (512, 8, 8192, 1), (512, 8, 8192, 4)]:
         target = make_target(hidden, layers, vocab)
         ids = torch.randint(0, vocab, (bsz, 32))
@@ -119,7 +120,7 @@ def main() -> None:
             case = f"d={hidden} L={layers} V={vocab} B={bsz} {name}"
             per_ref, per = 1e3 * ref_t / NEW_TOKENS, 1e3 * t / NEW_TOKENS
             print(
-                f"{case:<44} | {per_ref:10.2f} | {per:13.2f} | {per_ref / per:6.2f} | "
+                f"{case:<52} | {per_ref:10.2f} | {per:13.2f} | {per_ref / per:6.2f} | "
                 f"{res['out'].acceptance_length:5.2f}"
             )
 
