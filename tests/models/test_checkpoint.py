@@ -46,12 +46,19 @@ def test_checkpoint_round_trip(tmp_path, qwen3_target, kind):
     torch.testing.assert_close(outs[0], outs[1])
 
 
-def test_checkpoint_include_shared(tmp_path, qwen3_target):
-    d = build_drafter("dflash", qwen3_target, num_layers=1)
+@pytest.mark.parametrize("tied", [False, True])
+def test_checkpoint_include_shared(tmp_path, qwen3_target, tied):
+    target = qwen3_target
+    if tied:  # small Qwen3 checkpoints tie the LM head to the embedding (one tensor)
+        cfg = qwen3_target.config.to_dict() | {"tie_word_embeddings": True}
+        target = type(qwen3_target)(type(qwen3_target.config)(**cfg)).eval()
+        assert target.lm_head.weight.data_ptr() == target.model.embed_tokens.weight.data_ptr()
+    d = build_drafter("dflash", target, num_layers=1)
     d.save_pretrained(tmp_path, include_shared=True)
     stored = load_file(str(tmp_path / "model.safetensors"))
-    assert torch.equal(stored["lm_head.weight"], qwen3_target.lm_head.weight.detach())
-    assert isinstance(DFlashDrafter.from_pretrained(tmp_path, qwen3_target), DFlashDrafter)
+    assert torch.equal(stored["lm_head.weight"], target.lm_head.weight.detach())
+    assert torch.equal(stored["embed_tokens.weight"], target.model.embed_tokens.weight.detach())
+    assert isinstance(DFlashDrafter.from_pretrained(tmp_path, target), DFlashDrafter)
 
 
 @pytest.mark.parametrize(

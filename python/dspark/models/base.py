@@ -140,8 +140,9 @@ class Drafter(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         if include_shared:
-            tensors["embed_tokens.weight"] = self._shared[0].weight.detach().contiguous()
-            tensors["lm_head.weight"] = self._shared[1].weight.detach().contiguous()
+            # Clones: tied targets (one tensor for both) must still give two safetensors entries.
+            tensors["embed_tokens.weight"] = self._shared[0].weight.detach().clone()
+            tensors["lm_head.weight"] = self._shared[1].weight.detach().clone()
         # Weights first, config last: a directory with a config always has matching weights.
         _atomic_write(
             out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"})
