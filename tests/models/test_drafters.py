@@ -232,3 +232,5 @@ def test_eagle3_ttt_packing_is_exact(qwen3_target):
             torch.testing.assert_close(
                 packed.logits[:, lo:hi][valid], alone.logits[valid], atol=1e-5, rtol=1e-4
             )
+        chunked = d.forward_train(feats, ids, cu, ttt_steps=3, query_chunk=5)
+    torch.testing.assert_close(chunked.logits, packed.logits, atol=1e-5, rtol=1e-4)

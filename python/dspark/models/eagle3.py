@@ -17,7 +17,7 @@ from torch import nn
 from dspark.models.base import Drafter, Proposal
 from dspark.models.cache import RaggedKVCache
 from dspark.models.config import DrafterConfig
-from dspark.models.layers import Attention, RMSNorm, SwiGLU, rope_cos_sin
+from dspark.models.layers import Attention, RMSNorm, SwiGLU, apply_rope, attend, rope_cos_sin
 from dspark.models.sampling import process_logits, sample_processed
 
 __all__ = ["Eagle3Drafter", "Eagle3TrainOutput"]
@@ -40,6 +40,31 @@ class Eagle3Layer(nn.Module):
         a, kv = self.self_attn(x, cos, sin, visible, extra_kv)
         h = g + a
         return h + self.mlp(self.post_attention_layernorm(h)), kv
+
+    def ttt_step(self, emb, g, cos, sin, keys, values, causal, chunk):
+        """One TTT step over all T positions (batch 1), queries in chunks of ``chunk``.
+
+        Step s (= len(keys)) attends to the causal step-0 keys plus its own and earlier steps'
+        keys at the same position; appends this step's keys/values to ``keys``/``values``.
+        Chunking is exact: a query chunk [lo, hi) needs step-0 keys < hi and diagonal keys in
+        [lo, hi) only.
+        """
+        attn = self.self_attn
+        x = torch.cat([self.input_layernorm(emb), self.hidden_norm(g)], dim=-1)
+        q = apply_rope(attn.q_norm(attn._split(attn.q_proj(x), attn.heads)), cos, sin)
+        k, v = attn.project_kv(x, cos, sin)
+        keys.append(k)
+        values.append(v)
+        total, outs = q.shape[2], []
+        for lo in range(0, total, chunk):
+            hi = min(lo + chunk, total)
+            kk = torch.cat([keys[0][:, :, :hi]] + [t[:, :, lo:hi] for t in keys[1:]], dim=2)
+            vv = torch.cat([values[0][:, :, :hi]] + [t[:, :, lo:hi] for t in values[1:]], dim=2)
+            diag = torch.eye(hi - lo, dtype=torch.bool, device=q.device)
+            vis = torch.cat([causal[lo:hi, :hi]] + [diag] * (len(keys) - 1), dim=1)
+            outs.append(attend(q[:, :, lo:hi], kk, vv, vis[None, None], attn.scale))
+        h = g + attn.o_proj(torch.cat(outs, dim=1))
+        return h + self.mlp(self.post_attention_layernorm(h))
 
 
 @dataclass
@@ -237,6 +262,7 @@ class Eagle3Drafter(Drafter):
         input_ids: torch.Tensor,
         cu_seqlens: torch.Tensor,
         ttt_steps: int | None = None,
+        query_chunk: int | None = None,
     ) -> Eagle3TrainOutput:
         """Training-time-test forward over a packed batch (index-based masks).
 
@@ -250,6 +276,9 @@ class Eagle3Drafter(Drafter):
             Unrolled steps (default ``config.block_size``). Step s >= 1 feeds step s-1's hidden
             state at the same position; keys of step s are the causal step-0 entries of the
             sequence plus the "diagonal" entries of steps 1..s at the same position.
+        query_chunk : int, optional
+            Attend this many query positions at a time (same result, bounded mask and score
+            memory); default all T.
 
         Returns
         -------
@@ -262,7 +291,6 @@ class Eagle3Drafter(Drafter):
         pos = ar - cu_seqlens[seq_of]
         end = cu_seqlens[1:][seq_of]
         causal = (seq_of[None, :] == seq_of[:, None]) & (ar[None, :] <= ar[:, None])
-        diag = torch.eye(total, dtype=torch.bool, device=dev)
         g = self.fc(target_hidden.to(self.fc.weight.dtype))[None]
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
@@ -272,11 +300,7 @@ class Eagle3Drafter(Drafter):
             lab_idx = ar + 2 + s
             emb = self.embed(input_ids[tok_idx])[None]
             cos, sin = rope_cos_sin(self.rotary, emb, (pos + s)[None])
-            extra = (torch.cat(keys, 2), torch.cat(values, 2)) if keys else None
-            visible = torch.cat([causal] + [diag] * s, dim=1)[None, None]
-            h, (k, v) = self.layer(emb, g, cos, sin, visible, extra)
-            keys.append(k)
-            values.append(v)
+            h = self.layer.ttt_step(emb, g, cos, sin, keys, values, causal, query_chunk or total)
             all_logits.append(self.compute_logits(self.norm(h))[0])
             labels.append(input_ids[torch.minimum(lab_idx, end - 1)].long())
             valid.append(lab_idx < end)
