@@ -71,6 +71,7 @@ def _pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
     ("drafter_kind", "temperature", "top_k"),
     [
         ("dspark", 1.0, 0),
+        ("dspark-threshold", 1.0, 0),
         ("eagle3", 1.0, 0),
         ("eagle3-tree", 1.0, 0),
         ("eagle3-tree", 0.7, 6),
@@ -84,9 +85,14 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
         drafter = OracleDrafter(small_target, block_size=3, scale=0.6)
         drafter.first_tokens = [PROMPT[0]] * N
     else:
-        extra = {"markov_rank": 8} if drafter_kind == "dspark" else {}
-        kind = drafter_kind.removesuffix("-tree")
+        kind = drafter_kind.split("-")[0]
+        extra = {"markov_rank": 8} if kind == "dspark" else {}
         drafter = build_drafter(kind, small_target, block_size=3, num_layers=1, **extra)
+    if drafter_kind.endswith("-threshold"):
+        # Make c_k depend strongly on the sampled previous token, so lengths vary per request.
+        with torch.no_grad():
+            drafter.head.w1.weight.normal_(0, 1.0)
+            drafter.confidence.proj.weight.normal_(0, 1.0)
     ids = torch.tensor(PROMPT).repeat(N, 1)
     tree = TREE if drafter_kind.endswith("-tree") else None
     out = dspark.generate(
@@ -98,6 +104,7 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
         top_k=top_k,
         seed=1234,
         tree_choices=tree,
+        confidence_threshold=0.2 if drafter_kind.endswith("-threshold") else None,
     )
     gen = out.sequences[:, len(PROMPT) :].numpy()
     assert (out.num_generated == 5).all()
@@ -107,6 +114,9 @@ def test_generate_output_distribution_equals_target(small_target, drafter_kind, 
     assert abs(probs.sum() - 1) < 1e-9
     assert _power(probs) > 0.9, "test too weak for this target"
     first = out.rounds[0]
-    assert max(first.proposed) == (len(TREE) if tree else 3)
+    if drafter_kind.endswith("-threshold"):
+        assert len(set(first.proposed)) > 1  # the threshold really cut some proposals
+    else:
+        assert max(first.proposed) == (len(TREE) if tree else 3)
     assert sum(first.accepted) > 0
     assert _pvalue(counts, probs) > ALPHA
