@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
+from dspark.models import Drafter, DrafterConfig, Proposal
+from dspark.models.sampling import process_logits, sample_processed
+
 
 def tiny_qwen3(
     vocab: int = 256,
@@ -69,81 +72,59 @@ def greedy_reference(target, input_ids: torch.Tensor, max_new_tokens: int) -> to
     return seq
 
 
-class OracleDrafter:
+class OracleDrafter(Drafter):
     """Test drafter that asks the target itself (no cache): drafts are drawn from
     ``softmax(scale * target_logits)`` (processed like the target), so acceptance is high but
-    q != p. With ``corrupt > 0`` and greedy drafting, each draft is replaced by a random token with
-    that probability (only valid for greedy verification, where q is not used).
+    q != p. With ``corrupt > 0`` each draft is replaced by a random token with that probability
+    (only valid for greedy verification, where q is not used).
 
-    Built on :class:`dspark.models.Drafter` so the generator accepts it; set ``first_tokens`` (the
-    first real prompt token of each request) before generating.
+    Set ``first_tokens`` (the first real prompt token of each request) before generating.
     """
 
-    def __new__(cls, target, block_size: int = 4, scale: float = 0.5, corrupt: float = 0.0):
-        from dspark.models import Drafter, DrafterConfig
-        from dspark.models.sampling import process_logits, sample_processed
+    def __init__(self, target, block_size: int = 4, scale: float = 0.5, corrupt: float = 0.0):
+        cfg = DrafterConfig.for_target("dflash", target.config, num_layers=1, block_size=block_size)
+        super().__init__(cfg, target)
+        self.anchor_param = torch.nn.Parameter(torch.zeros(1))  # gives the drafter a device
+        self._target = [target]  # a list: not registered as a submodule
+        self.scale, self.corrupt = scale, corrupt
+        self.first_tokens: list[int] = []
 
-        class _Oracle(Drafter):
-            def __init__(self):
-                cfg = DrafterConfig.for_target(
-                    "dflash", target.config, num_layers=1, block_size=block_size
-                )
-                super().__init__(cfg, target)
-                self.anchor_param = torch.nn.Parameter(torch.zeros(1))
-                self._target = [target]
-                self.first_tokens = None
+    def new_state(self, batch):
+        return {"hist": [[int(t)] for t in self.first_tokens]}
 
-            def new_state(self, batch):
-                return {"hist": [[int(t)] for t in self.first_tokens]}
+    def select(self, state, indices):
+        state["hist"] = [state["hist"][i] for i in indices.tolist()]
 
-            def select(self, state, indices):
-                state["hist"] = [state["hist"][i] for i in indices.tolist()]
+    def commit(self, state, features, next_tokens, counts):
+        for b, n in enumerate(counts.tolist()):
+            state["hist"][b].extend(next_tokens[b, :n].tolist())
 
-            def commit(self, state, features, next_tokens, counts):
-                for b, n in enumerate(counts.tolist()):
-                    state["hist"][b].extend(next_tokens[b, :n].tolist())
-
-            @torch.no_grad()
-            def propose(
-                self,
-                state,
-                anchor,
-                *,
-                temperature,
-                top_k=None,
-                top_p=None,
-                generator=None,
-                num_tokens=None,
-            ):
-                hist = [list(h) for h in state["hist"]]
-                toks, logits = [], []
-                for _ in range(num_tokens or block_size):
-                    lens = torch.tensor([len(h) for h in hist])
-                    ids = torch.zeros(len(hist), int(lens.max()), dtype=torch.int64)
-                    mask = torch.zeros_like(ids)
-                    for b, h in enumerate(hist):
-                        ids[b, : len(h)] = torch.tensor(h)
-                        mask[b, : len(h)] = 1
-                    out = self._target[0](ids, attention_mask=mask).logits
-                    last = out[torch.arange(len(hist)), lens - 1].float() * scale
-                    proc = process_logits(last, temperature, top_k, top_p)
-                    tok = sample_processed(proc, temperature <= 0, generator=generator)
-                    if corrupt > 0:
-                        flip = torch.rand(tok.shape, generator=generator) < corrupt
-                        tok = torch.where(
-                            flip,
-                            torch.randint(0, proc.shape[1], tok.shape, generator=generator),
-                            tok,
-                        )
-                    for b in range(len(hist)):
-                        hist[b].append(int(tok[b]))
-                    toks.append(tok)
-                    logits.append(proc)
-                from dspark.models import Proposal
-
-                return Proposal(torch.stack(toks, 1), torch.stack(logits, 1), None)
-
-        return _Oracle()
+    @torch.no_grad()
+    def propose(
+        self, state, anchor, *, temperature, top_k=None, top_p=None, generator=None, num_tokens=None
+    ):
+        hist = [list(h) for h in state["hist"]]
+        toks, logits = [], []
+        for _ in range(num_tokens or self.config.block_size):
+            lens = torch.tensor([len(h) for h in hist])
+            ids = torch.zeros(len(hist), int(lens.max()), dtype=torch.int64)
+            mask = torch.zeros_like(ids)
+            for b, h in enumerate(hist):
+                ids[b, : len(h)] = torch.tensor(h)
+                mask[b, : len(h)] = 1
+            out = self._target[0](ids, attention_mask=mask).logits
+            last = out[torch.arange(len(hist)), lens - 1].float() * self.scale
+            proc = process_logits(last, temperature, top_k, top_p)
+            tok = sample_processed(proc, temperature <= 0, generator=generator)
+            if self.corrupt > 0:
+                flip = torch.rand(tok.shape, generator=generator) < self.corrupt
+                noise = torch.randint(0, proc.shape[1], tok.shape, generator=generator)
+                tok = torch.where(flip, noise, tok)
+            for b in range(len(hist)):
+                hist[b].append(int(tok[b]))
+            toks.append(tok)
+            logits.append(proc)
+        return Proposal(torch.stack(toks, 1), torch.stack(logits, 1), None)
 
 
 def tiny_gemma3(
