@@ -12,6 +12,7 @@ import torch  # noqa: F401
 
 from dspark import calibration
 from dspark._backend import backends, cuda_available
+from dspark.generation import SpeculativeGenerator, generate
 from dspark.ops.draft_step import DraftStepResult, draft_step
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
 from dspark.ops.verify import VerifyResult, verify_batch
@@ -24,12 +25,14 @@ __all__ = [
     "LoadMonitor",
     "PrefixScheduler",
     "SpsTable",
+    "SpeculativeGenerator",
     "VerifyResult",
     "__version__",
     "backends",
     "calibration",
     "cuda_available",
     "draft_step",
+    "generate",
     "tree_attention_mask",
     "tree_from_choices",
     "tree_from_sglang",

@@ -1,0 +1,17 @@
+"""Speculative generation on Hugging Face targets with dspark drafters and ``verify_batch``."""
+
+from dspark.generation.api import generate
+from dspark.generation.speculative import SpeculativeGenerator
+from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent
+from dspark.generation.target import TargetRunner
+from dspark.generation.tree import StaticTree
+
+__all__ = [
+    "GenerationOutput",
+    "RoundStats",
+    "SpeculativeGenerator",
+    "StaticTree",
+    "StreamEvent",
+    "TargetRunner",
+    "generate",
+]

@@ -1,0 +1,137 @@
+"""Validation of generation inputs: every message names the argument, expected vs got."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["RequestParams", "check_generate_inputs"]
+
+
+@dataclass
+class RequestParams:
+    """Checked, per-request generation parameters (B requests, on the target's device)."""
+
+    input_ids: torch.Tensor  # [B, L] int64
+    attention_mask: torch.Tensor  # [B, L] bool
+    max_new_tokens: torch.Tensor  # [B] int64
+    temperature: torch.Tensor  # [B] float32
+    top_k: torch.Tensor  # [B] int32
+    top_p: torch.Tensor  # [B] float32
+    stop_sets: list[frozenset[int]]
+    pad_token_id: int
+
+    @property
+    def batch(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+
+def _per_request(
+    name: str, value: Any, batch: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number or one value per request, got bool")
+    if isinstance(value, (int, float)):
+        return torch.full((batch,), value, dtype=dtype, device=device)
+    t = torch.as_tensor(value)
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise ValueError(
+            f"{name}: expected a scalar or one value per request, shape ({batch},), got shape "
+            f"{tuple(t.shape)} (mismatched batch)"
+        )
+    if not dtype.is_floating_point and t.is_floating_point():
+        raise TypeError(f"{name}: expected integers, got {t.dtype}")
+    return t.to(device=device, dtype=dtype)
+
+
+def _default_ids(target: Any, field: str) -> list[int]:
+    gc = getattr(target, "generation_config", None)
+    v = getattr(gc, field, None) if gc is not None else None
+    if v is None:
+        v = getattr(target.config, field, None)
+    if v is None:
+        return []
+    return [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+
+
+def check_generate_inputs(
+    target: Any,
+    input_ids: Any,
+    attention_mask: Any = None,
+    *,
+    max_new_tokens: Any,
+    temperature: Any = 1.0,
+    top_k: Any = 0,
+    top_p: Any = 1.0,
+    stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    pad_token_id: int | None = None,
+) -> RequestParams:
+    """Check and normalise :func:`dspark.generate` arguments (see its docstring)."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids: expected a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids: expected an integer tensor, got {input_ids.dtype}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids: expected shape (B, L), got {tuple(input_ids.shape)}")
+    bsz, length = input_ids.shape
+    if bsz == 0 or length == 0:
+        raise ValueError(
+            f"input_ids: empty prompt batch, expected B >= 1 and L >= 1, got {(bsz, length)}"
+        )
+    device = next(target.parameters()).device
+    vocab = int(target.get_output_embeddings().weight.shape[0])
+    ids = input_ids.to(device=device, dtype=torch.int64)
+    if attention_mask is None:
+        mask = torch.ones_like(ids, dtype=torch.bool)
+    else:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
+            got = (
+                tuple(attention_mask.shape)
+                if isinstance(attention_mask, torch.Tensor)
+                else type(attention_mask).__name__
+            )
+            raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {got}")
+        mask = attention_mask.to(device) != 0
+    empty = (~mask.any(1)).nonzero()
+    if empty.numel():
+        raise ValueError(
+            f"input_ids: prompt {int(empty[0, 0])} is empty (no real token in attention_mask)"
+        )
+    real = ids[mask]
+    if bool(((real < 0) | (real >= vocab)).any()):
+        bad = int(real[(real < 0) | (real >= vocab)][0])
+        raise ValueError(f"input_ids: expected token ids in [0, {vocab}), got {bad}")
+    mnt = _per_request("max_new_tokens", max_new_tokens, bsz, torch.int64, device)
+    if bool((mnt < 1).any()):
+        raise ValueError(f"max_new_tokens: expected values >= 1, got {mnt.min().item()}")
+    temp = _per_request("temperature", temperature, bsz, torch.float32, device)
+    if bool(((temp < 0) | ~torch.isfinite(temp)).any()):
+        raise ValueError(f"temperature: expected finite values >= 0, got {temp.tolist()}")
+    tk = _per_request("top_k", top_k, bsz, torch.int32, device)
+    if bool((tk < 0).any()):
+        raise ValueError(f"top_k: expected values >= 0, got {tk.tolist()}")
+    tp = _per_request("top_p", top_p, bsz, torch.float32, device)
+    if bool(((tp <= 0) | (tp > 1)).any()):
+        raise ValueError(f"top_p: expected values in (0, 1], got {tp.tolist()}")
+    if stop_token_ids is None:
+        stops = [frozenset(_default_ids(target, "eos_token_id"))] * bsz
+    elif all(isinstance(s, int) for s in stop_token_ids):
+        stops = [frozenset(int(s) for s in stop_token_ids)] * bsz
+    else:
+        if len(stop_token_ids) != bsz:
+            raise ValueError(
+                f"stop_token_ids: expected one list per request ({bsz}), got "
+                f"{len(stop_token_ids)} (mismatched batch)"
+            )
+        stops = [frozenset(int(x) for x in s) for s in stop_token_ids]
+    if pad_token_id is None:
+        pads = _default_ids(target, "pad_token_id") or _default_ids(target, "eos_token_id") or [0]
+        pad_token_id = pads[0]
+    return RequestParams(ids, mask, mnt, temp, tk, tp, stops, int(pad_token_id))

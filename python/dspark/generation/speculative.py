@@ -1,0 +1,348 @@
+"""Speculative generation: a drafter proposes, the target verifies with ``dspark.verify_batch``.
+
+Each round, for the R active requests: the drafter proposes G tokens (one parallel pass for
+DSpark/DFlash plus DSpark's sequential head; G steps for Eagle3), an optional scheduler or
+confidence threshold picks how many of them each request verifies, one target forward scores
+``[anchor, d_1..d_n]``, ``verify_batch`` accepts a prefix and emits one more token (correction
+or bonus), and both caches roll back the rejected tail. The output is distributed exactly as
+sampling from the target (greedy: identical to the target's greedy decoding).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from dspark.generation.inputs import RequestParams, check_generate_inputs
+from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent, assemble_output
+from dspark.generation.target import TargetRunner
+from dspark.generation.tree import StaticTree
+from dspark.models.base import Drafter
+from dspark.ops.verify import verify_batch
+
+__all__ = ["SpeculativeGenerator"]
+
+Scheduler = Callable[[torch.Tensor], torch.Tensor] | Any
+
+
+class SpeculativeGenerator:
+    """Reusable speculative decoder for one (target, drafter) pair.
+
+    Parameters
+    ----------
+    target : PreTrainedModel
+        Hugging Face causal LM.
+    drafter : Drafter
+        Built for (and bound to) ``target`` (see :func:`dspark.models.build_drafter`).
+    scheduler : callable or object with ``.schedule``, optional
+        Chooses verify lengths from confidences: ``(R, G) float -> (R,) int`` (e.g.
+        ``dspark.PrefixScheduler``). It must follow the early-stop rule of algorithms.md section 4
+        (a length may depend only on confidences up to that position) to stay lossless. Needs a
+        drafter with a confidence head (DSpark).
+    confidence_threshold : float, optional
+        Verify the longest prefix whose cumulative survival ``prod_{i<=k} c_i`` stays >= this.
+    num_draft_tokens : int, optional
+        Drafts per round (default: the drafter's ``block_size``).
+    tree_choices : sequence of sequences of int, optional
+        Draft a static tree instead of a chain (Eagle3 only), given as EAGLE-style paths of child
+        ranks, e.g. ``[(0,), (1,), (0, 0), (0, 1), (0, 0, 0)]``; verified with tree attention and
+        the deterministic-draft rule (lossless at any temperature). Rounds whose token budget is
+        smaller than the tree depth fall back to chains.
+    compact_ratio, compact_slack : float, int
+        Compact the target cache (drop the holes left by ragged rollbacks) when its length
+        exceeds ``compact_ratio * longest_request + compact_slack``.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        drafter: Drafter,
+        *,
+        scheduler: Scheduler | None = None,
+        confidence_threshold: float | None = None,
+        num_draft_tokens: int | None = None,
+        tree_choices: Sequence[Sequence[int]] | None = None,
+        compact_ratio: float = 2.0,
+        compact_slack: int = 64,
+    ) -> None:
+        if not isinstance(drafter, Drafter):
+            raise TypeError(f"drafter: expected a dspark Drafter, got {type(drafter).__name__}")
+        drafter.config.check_target(target.config, what=f"{drafter.kind} drafter")
+        if drafter._shared[0] is not target.get_input_embeddings():
+            raise ValueError(
+                "drafter: it is bound to another target instance (its shared embedding is not this "
+                "target's); call drafter.attach(target) first"
+            )
+        has_conf = getattr(drafter, "confidence", None) is not None
+        if (scheduler is not None or confidence_threshold is not None) and not has_conf:
+            raise ValueError(
+                f"scheduler: choosing verify lengths needs confidences, and a {drafter.kind} "
+                "drafter has no confidence head"
+            )
+        if scheduler is not None and confidence_threshold is not None:
+            raise ValueError("scheduler, confidence_threshold: pass at most one of them")
+        if confidence_threshold is not None and not 0 <= confidence_threshold <= 1:
+            raise ValueError(
+                f"confidence_threshold: expected a value in [0, 1], got {confidence_threshold}"
+            )
+        if num_draft_tokens is not None and num_draft_tokens < 1:
+            raise ValueError(f"num_draft_tokens: expected an int >= 1, got {num_draft_tokens}")
+        self.tree = None
+        if tree_choices is not None:
+            if not hasattr(drafter, "propose_tree"):
+                raise ValueError(
+                    f"tree_choices: a {drafter.kind} drafter drafts chains only (Eagle3 trees)"
+                )
+            if scheduler is not None or confidence_threshold is not None:
+                raise ValueError("tree_choices: trees are verified whole (no scheduler/threshold)")
+            self.tree = StaticTree.from_choices(tree_choices)
+        self.target, self.drafter = target, drafter
+        self.scheduler = scheduler
+        self.confidence_threshold = confidence_threshold
+        self.num_draft_tokens = num_draft_tokens or drafter.config.block_size
+        self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
+
+    # --- public API -------------------------------------------------------------------------
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int | Sequence[int] | torch.Tensor,
+        temperature: float | Sequence[float] | torch.Tensor = 1.0,
+        top_k: int | Sequence[int] | torch.Tensor = 0,
+        top_p: float | Sequence[float] | torch.Tensor = 1.0,
+        stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        pad_token_id: int | None = None,
+        seed: int | None = None,
+        streamer: Callable[[int, list[int]], None] | None = None,
+    ) -> GenerationOutput:
+        """Generate continuations of a batch of prompts (see :func:`dspark.generate`)."""
+        params = check_generate_inputs(
+            self.target,
+            input_ids,
+            attention_mask,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_token_ids=stop_token_ids,
+            pad_token_id=pad_token_id,
+        )
+        generated: list[list[int]] = [[] for _ in range(params.batch)]
+        rounds: list[RoundStats] = []
+        for event in self._run(params, seed, rounds):
+            generated[event.request].extend(event.tokens)
+            if streamer is not None and event.tokens:
+                streamer(event.request, list(event.tokens))
+        return assemble_output(params, generated, rounds)
+
+    def stream(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[StreamEvent]:
+        """Like :meth:`generate` but yields a :class:`StreamEvent` per request and round."""
+        params = check_generate_inputs(self.target, input_ids, attention_mask, **kwargs)
+        yield from self._run(params, seed, [])
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _run(
+        self, prm: RequestParams, seed: int | None, rounds: list[RoundStats]
+    ) -> Iterator[StreamEvent]:
+        dev, drafter = prm.device, self.drafter
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        vseed = torch.randint(0, 2**62, (prm.batch,), generator=gen, device=dev)
+        voffset = torch.zeros(prm.batch, dtype=torch.int64, device=dev)
+        layers = drafter.config.feature_layers
+        runner = TargetRunner(self.target, layers, self.compact_ratio, self.compact_slack)
+        state = drafter.new_state(prm.batch)
+        active = torch.arange(prm.batch, device=dev)
+        done = torch.zeros(prm.batch, dtype=torch.int64, device=dev)  # tokens generated so far
+
+        # Prefill, then the first token straight from the target (a verification with 0 drafts).
+        with torch.no_grad():
+            pre = runner.prefill(prm.input_ids, prm.attention_mask)
+        last = prm.attention_mask.long().cumsum(1).argmax(1)  # last real slot of each prompt
+        rows = pre.logits[torch.arange(prm.batch, device=dev), last].float()
+        res = verify_batch(
+            rows,
+            torch.zeros(0, dtype=torch.int64, device=dev),
+            torch.zeros(prm.batch + 1, dtype=torch.int32, device=dev),
+            temperature=prm.temperature,
+            top_k=prm.top_k,
+            top_p=prm.top_p,
+            seed=vseed,
+            offset=voffset,
+            # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
+            max_depth=1,
+        )
+        voffset = res.next_offset
+        anchor = res.final_token.long()
+        # The drafter's context: features of every real prompt position, each paired with its
+        # successor token (the prompt shifted by one, then the first sampled token).
+        feats = pre.features
+        order = torch.sort((~prm.attention_mask).to(torch.int8), dim=1, stable=True).indices
+        feats = feats.gather(1, order[:, :, None].expand(-1, -1, feats.shape[-1]))
+        toks = prm.input_ids.gather(1, order)
+        plen = runner.lengths.clone()
+        nxt = torch.cat([toks, torch.zeros_like(toks[:, :1])], dim=1)
+        nxt.scatter_(1, plen[:, None], anchor[:, None])
+        drafter.commit(state, feats, nxt[:, 1:], plen)
+        finished = self._emit_step(prm, active, anchor[:, None], torch.ones_like(plen), done)
+        yield from finished[1]
+
+        keep_rows = ~finished[0]
+        while bool(keep_rows.any()):
+            if not bool(keep_rows.all()):
+                idx = torch.nonzero(keep_rows)[:, 0]
+                active, anchor, vseed, voffset = active[idx], anchor[idx], vseed[idx], voffset[idx]
+                runner.select(idx)
+                drafter.select(state, idx)
+            t0 = time.perf_counter()
+            r_temp, r_k, r_p = prm.temperature[active], prm.top_k[active], prm.top_p[active]
+            remaining = prm.max_new_tokens[active] - done[active]
+            caps = (remaining - 1).clamp(0, self.num_draft_tokens)
+            sampling = {"temperature": r_temp, "top_k": r_k, "top_p": r_p}
+            verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": remaining}
+            if self.tree is not None and int(caps.min()) >= self.tree.max_depth:
+                res, lens, depth_cap, t1 = self._tree_round(runner, state, anchor, verify_args)
+            else:
+                res, lens, t1 = self._chain_round(
+                    runner, state, anchor, gen, caps, sampling, verify_args
+                )
+                depth_cap = lens
+            voffset = res.next_offset
+            anchor = res.final_token.long()
+            acc = res.accept_len.long()
+            t2 = time.perf_counter()
+            fin, events = self._emit_step(prm, active, res.tokens.long(), acc + 1, done)
+            yield from events
+            acc_l, cap_l = acc.tolist(), depth_cap.tolist()
+            rounds.append(
+                RoundStats(
+                    requests=active.tolist(),
+                    proposed=lens.tolist(),
+                    accepted=acc_l,
+                    first_rejection=[
+                        a + 1 if a < n else -1 for a, n in zip(acc_l, cap_l, strict=True)
+                    ],
+                    emitted=[len(e.tokens) for e in events],
+                    depth=cap_l,
+                    draft_time=t1 - t0,
+                    verify_time=t2 - t1,
+                    wall_time=time.perf_counter() - t0,
+                )
+            )
+            keep_rows = ~fin
+
+    def _chain_round(self, runner, state, anchor, gen, caps, sampling, verify_args):
+        """Draft a chain, verify the chosen prefix of it, roll back, feed the drafter."""
+        n_max = int(caps.max())
+        prop, lens = None, caps
+        if n_max > 0:
+            prop = self.drafter.propose(state, anchor, generator=gen, num_tokens=n_max, **sampling)
+            lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
+        n_max = int(lens.max())
+        t1 = time.perf_counter()
+        # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
+        width = n_max + 1
+        tokens = anchor[:, None]
+        if n_max > 0:
+            tokens = torch.cat([tokens, prop.tokens[:, :n_max]], dim=1)
+        fwd = runner.forward(tokens, lens + 1)
+        row_mask = torch.arange(width, device=anchor.device)[None, :] < (lens + 1)[:, None]
+        indptr = torch.zeros(anchor.shape[0] + 1, dtype=torch.int32, device=anchor.device)
+        indptr[1:] = torch.cumsum(lens, 0)
+        d_mask = row_mask[:, 1:]
+        res = verify_batch(
+            fwd.logits[row_mask].float(),
+            tokens[:, 1:][d_mask],
+            indptr,
+            draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
+            # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
+            max_depth=max(n_max, 1),
+            **verify_args,
+        )
+        keep = res.accept_len.long() + 1
+        runner.accept(keep)
+        self.drafter.commit(state, fwd.features, res.tokens[:, :width].long().clamp_min(0), keep)
+        return res, lens, t1
+
+    def _tree_round(self, runner, state, anchor, verify_args):
+        """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""
+        tree, bsz = self.tree, anchor.shape[0]
+        n, depth = tree.num_nodes, tree.max_depth
+        nodes = self.drafter.propose_tree(state, anchor, tree)
+        t1 = time.perf_counter()
+        tokens = torch.cat([anchor[:, None], nodes], dim=1)
+        fwd = runner.forward_tree(tokens, tree.depth, tree.ancestors)
+        dev = anchor.device
+        res = verify_batch(
+            fwd.logits.reshape(bsz * (n + 1), -1).float(),
+            nodes.reshape(-1),
+            torch.arange(bsz + 1, dtype=torch.int32, device=dev) * n,
+            parents=tree.parents.to(dev).repeat(bsz),
+            max_depth=depth,
+            **verify_args,
+        )
+        acc = res.accept_len.long()
+        on_path = torch.arange(depth, device=dev)[None, :] < acc[:, None]
+        rows = torch.cat([torch.zeros_like(acc)[:, None], 1 + res.path.long().clamp_min(0)], 1)
+        keep = torch.zeros(bsz, n + 1, dtype=torch.bool, device=dev)
+        keep[:, 0] = True
+        batch_idx = torch.arange(bsz, device=dev)[:, None].expand(-1, depth)
+        keep[batch_idx[on_path], rows[:, 1:][on_path]] = True  # the anchor and the accepted path
+        runner.accept_mask(keep)
+        feats = fwd.features.gather(1, rows[:, :, None].expand(-1, -1, fwd.features.shape[-1]))
+        self.drafter.commit(state, feats, res.tokens[:, : depth + 1].long().clamp_min(0), acc + 1)
+        full = torch.full_like(acc, n)
+        return res, full, torch.full_like(acc, depth), t1
+
+    def _verify_lengths(
+        self, confidence: torch.Tensor | None, n_max: int, caps: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-request verify lengths from the scheduler/threshold (default: every draft)."""
+        if confidence is None or (self.scheduler is None and self.confidence_threshold is None):
+            return torch.full_like(caps, n_max)
+        conf = confidence[:, :n_max].float()
+        if self.confidence_threshold is not None:
+            surv = torch.cumprod(conf, dim=1)
+            return (surv >= self.confidence_threshold).long().cumprod(1).sum(1)
+        sched = getattr(self.scheduler, "schedule", self.scheduler)
+        lengths = torch.as_tensor(sched(conf.cpu())).to(device=caps.device, dtype=torch.int64)
+        if lengths.shape != (conf.shape[0],):
+            raise ValueError(
+                f"scheduler: expected lengths of shape ({conf.shape[0]},), got "
+                f"{tuple(lengths.shape)}"
+            )
+        return lengths.clamp(0, n_max)
+
+    def _emit_step(
+        self,
+        prm: RequestParams,
+        active: torch.Tensor,
+        tokens: torch.Tensor,
+        counts: torch.Tensor,
+        done: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[StreamEvent]]:
+        """Append each request's new tokens (cut at a stop token); report who finished."""
+        events, fin = [], []
+        for row, (req, n) in enumerate(zip(active.tolist(), counts.tolist(), strict=False)):
+            new = tokens[row, :n].tolist()
+            stops = prm.stop_sets[req]
+            stop_at = next((i for i, t in enumerate(new) if t in stops), None)
+            if stop_at is not None:
+                new = new[: stop_at + 1]
+            done[req] += len(new)
+            end = stop_at is not None or int(done[req]) >= int(prm.max_new_tokens[req])
+            events.append(StreamEvent(req, new, end))
+            fin.append(end)
+        return torch.tensor(fin, dtype=torch.bool, device=active.device), events
