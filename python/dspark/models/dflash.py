@@ -17,9 +17,10 @@ from torch import nn
 from dspark.models.base import Drafter, Proposal
 from dspark.models.cache import RaggedKVCache
 from dspark.models.config import DrafterConfig
-from dspark.models.heads import ConfidenceHead, build_head
+from dspark.models.heads import ConfidenceHead, MarkovHead, build_head
 from dspark.models.layers import DraftBlock, RMSNorm, rope_cos_sin
 from dspark.models.sampling import markov_sample, process_logits, sample_processed
+from dspark.ops.draft_step import draft_step
 
 __all__ = ["BlockTrainOutput", "DFlashDrafter", "DSparkDrafter", "block_targets"]
 
@@ -291,6 +292,8 @@ class DSparkDrafter(DFlashDrafter):
         self.confidence = ConfidenceHead(config) if config.confidence_head else None
 
     def _sample(self, h, anchor, temperature, top_k, top_p, generator) -> Proposal:
+        if self._can_fuse(top_k, top_p):
+            return self._sample_fused(h, anchor, temperature, generator)
         out = markov_sample(
             self.compute_logits(h),
             h,
@@ -303,6 +306,32 @@ class DSparkDrafter(DFlashDrafter):
             generator=generator,
         )
         return Proposal(out.tokens, out.draft_logits, out.confidence)
+
+    def _can_fuse(self, top_k, top_p) -> bool:
+        """The fused native draft step covers the vanilla Markov head without top-k/top-p."""
+        conf = self.confidence
+        return (
+            type(self.head) is MarkovHead
+            and not torch.is_grad_enabled()
+            and (top_k is None or not bool((top_k > 0).any()))
+            and (top_p is None or not bool((top_p < 1).any()))
+            and (conf is None or conf.uses_markov)
+        )
+
+    def _sample_fused(self, h, anchor, temperature, generator) -> Proposal:
+        conf = self.confidence
+        out = draft_step(
+            self.compute_logits(h),
+            self.head.w1.weight,
+            self.head.w2.weight,
+            anchor,
+            temperature=temperature.float(),
+            generator=generator,
+            hidden=h if conf is not None else None,
+            conf_weight=conf.proj.weight.reshape(-1).float() if conf is not None else None,
+            conf_bias=float(conf.proj.bias) if conf is not None else 0.0,
+        )
+        return Proposal(out.tokens.long(), out.draft_logits, out.confidence)
 
     def _train_heads(self, h, logits, anchor, teacher_tokens):
         if teacher_tokens is None:

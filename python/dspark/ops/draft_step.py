@@ -124,7 +124,7 @@ def draft_step(
     offset_t = as_request_tensor("offset", 0 if offset is None else offset, num_req, torch.int64, dev)
     if base_logits.stride(-1) != 1:
         base_logits = base_logits.contiguous()
-    w1, w2 = w1.contiguous(), w2.contiguous()
+    w1, w2, anchors = w1.contiguous(), w2.contiguous(), anchors.contiguous()
     if hidden is not None and hidden.stride(-1) != 1:
         hidden = hidden.contiguous()
     tokens = torch.empty(num_req, steps, dtype=torch.int32, device=dev)
