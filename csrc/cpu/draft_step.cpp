@@ -37,27 +37,10 @@ int32_t sample_row(const float* row, int32_t V, bool greedy, uint64_t seed, uint
   int32_t arg;
   row_max_argmax(row, V, m, arg);
   if (greedy || !(m > kNegInf)) return arg;
-  float best_key = 0.0f, key;
-  int32_t best_block = -1;
-  for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-    const float mass = sum_exp(row, lo, std::min(V, lo + kRaceBlock), m);
-    if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
-      best_key = key;
-      best_block = b;
-    }
-  }
-  const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
-  int32_t best = arg;
-  best_key = 0.0f;
-  float e[4];
-  for (int32_t v = lo; v < hi; ++v) {
-    if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
-    if (race_better(dexp(row[v] - m), e[v & 3], best_key, key)) {
-      best_key = key;
-      best = v;
-    }
-  }
-  return best;
+  const int32_t t = race_sample(
+      V, seed, offset, node, [&](int32_t lo, int32_t hi) { return sum_exp(row, lo, hi, m); },
+      [&](int32_t v) { return dexp(row[v] - m); });
+  return t >= 0 ? t : arg;
 }
 
 template <typename TU, typename TW, typename TH>

@@ -8,6 +8,7 @@
 
 #include "dspark/dtype.h"
 #include "dspark/math.h"
+#include "dspark/verify/sampling.h"
 
 // Per-ISA copies: this header is only included by the ISA-variant TUs (see CMakeLists.txt).
 namespace dspark::cpu::DSPARK_CPU_ISA_NS {
@@ -93,6 +94,37 @@ inline float top_p_threshold(float* w, int64_t n, double target) {
     }
   }
   return 0.0f;  // rounding left the target out of reach: keep everything
+}
+
+/// Two-level exponential race (verify_batch.md section 1, principle 5): the block of kRaceBlock
+/// tokens with the largest mass / E_b, then the token with the largest weight / E_v inside it
+/// (lowest index on ties). block_mass(lo, hi) and weight(v) may be unnormalised. Returns -1 when
+/// no block has mass.
+template <typename BlockMass, typename Weight>
+int32_t race_sample(int32_t V, uint64_t seed, uint64_t offset, int32_t node, BlockMass&& block_mass,
+                    Weight&& weight) {
+  float best_key = 0.0f, key;
+  int32_t best_block = -1;
+  for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
+    if (race_better(block_mass(lo, std::min(V, lo + kRaceBlock)),
+                    block_exponential(seed, offset, node, b), best_key, key)) {
+      best_key = key;
+      best_block = b;
+    }
+  }
+  if (best_block < 0) return -1;
+  const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
+  int32_t best = lo;
+  best_key = 0.0f;
+  float e[4];
+  for (int32_t v = lo; v < hi; ++v) {
+    if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+    if (race_better(weight(v), e[v & 3], best_key, key)) {
+      best_key = key;
+      best = v;
+    }
+  }
+  return best;
 }
 
 }  // namespace dspark::cpu::DSPARK_CPU_ISA_NS

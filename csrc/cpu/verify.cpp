@@ -149,39 +149,19 @@ struct CpuVerifyOps {
 
   int32_t sample(int64_t row, const RowStats& st, const RowParams& rp, const ResidualState& rs,
                  int64_t qnode, const QStats& qs, uint64_t seed, uint64_t offset, int32_t node) {
-    const int32_t V = P.vocab_size;
-    // Stage 1: race between fixed blocks by mass; stage 2: race between the block's tokens.
-    float best_key = 0.0f, key;
-    int32_t best_block = -1;
-    for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-      const float mass = residual_sum(lo, std::min(V, lo + kRaceBlock), row, st, rp, rs, qnode, qs);
-      if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
-        best_key = key;
-        best_block = b;
-      }
-    }
-    if (best_block < 0) {
-      if (rs.num > rs.start) {  // residual mass 0 (p == q up to rounding): use the original p
-        ResidualState reset = rs;
-        reset.start = reset.num;
-        return sample(row, st, rp, reset, qnode, qs, seed, offset, node);
-      }
-      return st.argmax;  // no mass anywhere (invalid row): see validate="full"
-    }
     const TT* x = target_row(row);
     const TQ* q = qnode >= 0 ? draft_row(qnode) : nullptr;
-    const int32_t lo = best_block * kRaceBlock, hi = std::min(V, lo + kRaceBlock);
-    int32_t best = lo;
-    best_key = 0.0f;
-    float e[4];
-    for (int32_t v = lo; v < hi; ++v) {
-      if ((v & 3) == 0 || v == lo) token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
-      if (race_better(residual_at(v, x, q, st, rp, rs, qs), e[v & 3], best_key, key)) {
-        best_key = key;
-        best = v;
-      }
+    const int32_t t = race_sample(
+        P.vocab_size, seed, offset, node,
+        [&](int32_t lo, int32_t hi) { return residual_sum(lo, hi, row, st, rp, rs, qnode, qs); },
+        [&](int32_t v) { return residual_at(v, x, q, st, rp, rs, qs); });
+    if (t >= 0) return t;
+    if (rs.num > rs.start) {  // residual mass 0 (p == q up to rounding): use the original p
+      ResidualState reset = rs;
+      reset.start = reset.num;
+      return sample(row, st, rp, reset, qnode, qs, seed, offset, node);
     }
-    return best;
+    return st.argmax;  // no mass anywhere (invalid row): see validate="full"
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/draft_step.h"
 #include "dspark/draft/markov_step.h"
@@ -16,46 +17,9 @@ namespace dspark::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-
-__device__ float cta_sum(float v, float* s) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) s[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float t = 0.0f;
-  for (int w = 0; w < kWarps; ++w) t += s[w];
-  return t;
-}
-
-__device__ void cta_argmax(float& v, int32_t& i, float* sf, int32_t* si) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, i, o);
-    if (ov > v || (ov == v && oi < i)) {
-      v = ov;
-      i = oi;
-    }
-  }
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) {
-    sf[threadIdx.x >> 5] = v;
-    si[threadIdx.x >> 5] = i;
-  }
-  __syncthreads();
-  v = sf[0];
-  i = si[0];
-  for (int w = 1; w < kWarps; ++w)
-    if (sf[w] > v || (sf[w] == v && si[w] < i)) {
-      v = sf[w];
-      i = si[w];
-    }
-}
-
 template <typename TU, typename TW, typename TH>
 __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepParams P) {
-  __shared__ float sf[kWarps];
-  __shared__ int32_t si[kWarps];
+  __shared__ BlockReduce<kThreads> red;
   const int32_t req = blockIdx.x, G = P.steps, V = P.vocab_size, r = P.rank;
   const TW* W1 = static_cast<const TW*>(P.w1);
   const TW* W2 = static_cast<const TW*>(P.w2);
@@ -85,7 +49,7 @@ __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepPar
         arg = v;
       }
     }
-    cta_argmax(m, arg, sf, si);
+    red.argmax(m, arg);
     __syncthreads();  // the row written above is read back by other threads below
     int32_t tok = arg;
     if (!greedy) {
@@ -96,7 +60,7 @@ __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepPar
         const int32_t hi = min(V, lo + kRaceBlock);
         float acc = 0.0f;
         for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) acc += dexp(out[v] - m);
-        const float mass = cta_sum(acc, sf);
+        const float mass = red.sum(acc);
         if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
           best_key = key;
           best_block = b;
@@ -114,7 +78,7 @@ __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepPar
             tbest = v;
           }
         }
-        cta_argmax(tkey, tbest, sf, si);
+        red.argmax(tkey, tbest);
         if (tbest != 0x7fffffff) tok = tbest;
       }
     }

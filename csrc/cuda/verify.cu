@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/verify.h"
 #include "dspark/verify/walk.h"
@@ -15,50 +16,8 @@ namespace dspark::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 
-// ---------------------------------------------------------------------------------------------
-// Block reductions: every thread returns the CTA-wide result.
-
-struct Smem {
-  float f[kWarps];
-  int32_t i[kWarps];
-};
-
-__device__ float block_sum(float v, Smem& s) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) s.f[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float t = 0.0f;
-  for (int w = 0; w < kWarps; ++w) t += s.f[w];  // fixed order: every thread gets the same sum
-  return t;
-}
-
-/// Maximum value and the lowest index holding it (ties and NaNs as in the CPU backend).
-__device__ void block_argmax(float& v, int32_t& idx, Smem& s) {
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (ov > v || (ov == v && oi < idx)) {
-      v = ov;
-      idx = oi;
-    }
-  }
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) {
-    s.f[threadIdx.x >> 5] = v;
-    s.i[threadIdx.x >> 5] = idx;
-  }
-  __syncthreads();
-  v = s.f[0];
-  idx = s.i[0];
-  for (int w = 1; w < kWarps; ++w)
-    if (s.f[w] > v || (s.f[w] == v && s.i[w] < idx)) {
-      v = s.f[w];
-      idx = s.i[w];
-    }
-}
+using Smem = BlockReduce<kThreads>;
 
 template <typename TT, typename TQ>
 struct CudaVerifyOps {
@@ -86,7 +45,7 @@ struct CudaVerifyOps {
         arg = v;
       }
     }
-    block_argmax(m, arg, s);
+    s.argmax(m, arg);
     if (arg == 0x7fffffff) arg = 0;
   }
 
@@ -94,7 +53,7 @@ struct CudaVerifyOps {
   __device__ float sum(int32_t lo, int32_t hi, F f) {
     float acc = 0.0f;
     for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) acc += f(v);
-    return block_sum(acc, s);
+    return s.sum(acc);
   }
 
   /// Largest t (over float bit patterns in [0, hi_bits]) with pred(t); pred(0) must hold.
@@ -132,7 +91,7 @@ struct CudaVerifyOps {
       float wmax = kNegInf;
       int32_t unused = 0;
       for (int32_t v = threadIdx.x; v < V; v += kThreads) wmax = fmaxf(wmax, w(v));
-      block_argmax(wmax, unused, s);
+      s.argmax(wmax, unused);
       const uint32_t hi_bits = float_to_bits(wmax);
       if (rp.top_k > 0 && rp.top_k < V) {
         const float k = float(rp.top_k);
@@ -221,7 +180,7 @@ struct CudaVerifyOps {
         tbest = v;
       }
     }
-    block_argmax(tkey, tbest, s);
+    s.argmax(tkey, tbest);
     return tbest == 0x7fffffff ? lo : tbest;
   }
 };
