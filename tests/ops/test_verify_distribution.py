@@ -54,7 +54,7 @@ def node_prefix(parents: list[int], tokens: list[int], i: int) -> tuple[int, ...
 
 def exact_stream(target: TinyLM, parents: list[int], k: int, *, mode: str, proc: dict,
                  fixed_tokens: list[int] | None = None, max_emit: int | None = None,
-                 mutation: str | None = None) -> dict[tuple[int, ...], float]:
+                 mutation: str | None = None, mix: float = 0.6) -> dict[tuple[int, ...], float]:
     """Exact distribution of the first k tokens of the stream (one verify round, then the target
     alone), averaged over the draft tokens' own randomness."""
     n = len(parents)
@@ -76,7 +76,7 @@ def exact_stream(target: TinyLM, parents: list[int], k: int, *, mode: str, proc:
         for toks in itertools.product(range(target.vocab), repeat=n):
             pr, toks = 1.0, list(toks)
             for i in range(n):
-                q = draft_q(target, node_prefix(parents, toks, parents[i]))
+                q = draft_q(target, node_prefix(parents, toks, parents[i]), mix)
                 if mode == "without":
                     sib = [toks[j] for j in range(i) if parents[j] == parents[i]]
                     if toks[i] in sib:
@@ -94,7 +94,7 @@ def exact_stream(target: TinyLM, parents: list[int], k: int, *, mode: str, proc:
         rows = [p_of(())] + [p_of(node_prefix(parents, toks, i)) for i in range(n)]
         q_rows = None
         if mode in ("with", "without"):
-            q_rows = [draft_q(target, node_prefix(parents, toks, parents[i])) for i in range(n)]
+            q_rows = [draft_q(target, node_prefix(parents, toks, parents[i]), mix) for i in range(n)]
         dist = enumerate_outputs(lambda rng, rows=rows, toks=toks, q_rows=q_rows: verify_request_ref(
             rows, toks, parents, rng, q_rows=q_rows, without_replacement=mode == "without",
             greedy=greedy, max_emit=max_emit, mutation=mutation))
@@ -144,12 +144,37 @@ def test_verify_rules_exactly_lossless(name, k):
     assert max_abs_diff(got, want) < 1e-6
 
 
-def test_verify_rules_lossless_when_p_equals_q_and_with_max_emit():
+def test_verify_rules_lossless_when_p_equals_q():
     target = TinyLM(vocab=4, seed=3)
-    proc = {"temperature": 1.0}
-    # p == q at every node: the drafter is the target itself, every draft is accepted.
-    got = exact_stream(target, CHAIN3, 3, mode="with", proc={}, max_emit=2)
-    assert max_abs_diff(got, autoregressive(target, 3, proc)) < 1e-6
+    # mix=1: q is the target's own distribution at every node, so no draft is ever rejected.
+    got = exact_stream(target, TREE, 3, mode="with", proc={}, mix=1.0)
+    assert max_abs_diff(got, autoregressive(target, 3, {})) < 1e-6
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_verify_rules_lossless_with_max_emit(cap):
+    target = TinyLM(vocab=4, seed=3)
+    got = exact_stream(target, CHAIN3, 3, mode="with", proc={}, max_emit=cap)
+    assert max_abs_diff(got, autoregressive(target, 3, {})) < 1e-6
+
+
+def test_verify_batch_zero_residual_mass_falls_back_to_p():
+    """Unnormalised probabilities p = q / 2: a rejection leaves max(0, p - q) = 0 everywhere, so
+    the token must come from p itself (renormalised), i.e. from q."""
+    rng = np.random.default_rng(4)
+    V, R = 8, 50_000
+    q = rng.dirichlet(np.ones(V) * 2)
+    tok = _categorical(rng, np.tile(q, (R, 1)))
+    target = torch.tensor(np.tile(q / 2, (2 * R, 1)), dtype=torch.float32)
+    res = dspark.verify_batch(
+        target, torch.tensor(tok), torch.arange(0, R + 1, dtype=torch.int32), target_is_probs=True,
+        draft_probs=torch.tensor(np.tile(q, (R, 1)), dtype=torch.float32), temperature=1.0,
+        seed=torch.arange(R),
+    )
+    rejected = (res.accept_len == 0).numpy()
+    assert 0.4 < rejected.mean() < 0.6  # accepted with probability p(t)/q(t) = 1/2
+    finals = res.final_token.numpy()[rejected]
+    assert chi2_pvalue(np.bincount(finals, minlength=V), q) > ALPHA
 
 
 @pytest.mark.parametrize("mutation,parents,mode,fixed,seed", [
