@@ -45,8 +45,10 @@ def copy_bandwidth_gbs(nbytes: int = 512 << 20) -> float:
 
 
 def machine_line() -> str:
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}, measured copy bandwidth {copy_bandwidth_gbs():.1f} GB/s")
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, measured copy bandwidth {copy_bandwidth_gbs():.1f} GB/s"
+    )
 
 
 @dataclass
@@ -54,13 +56,22 @@ class Table:
     title: str
     rows: list[tuple] = field(default_factory=list)
 
-    def add(self, case: str, ref_ms: float | None, ours_ms: float, nbytes: float | None = None) -> None:
+    def add(
+        self, case: str, ref_ms: float | None, ours_ms: float, nbytes: float | None = None
+    ) -> None:
         self.rows.append((case, ref_ms, ours_ms, nbytes))
 
     def render(self) -> str:
         peak = copy_bandwidth_gbs()
         head = "| case | ref ms | dspark ms | speedup | GB/s | % of copy peak |"
-        lines = [f"### {self.title}", "", machine_line(), "", head, "|---|---:|---:|---:|---:|---:|"]
+        lines = [
+            f"### {self.title}",
+            "",
+            machine_line(),
+            "",
+            head,
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         speedups = []
         for case, ref, ours, nbytes in self.rows:
             sp = ref / ours if ref else None

@@ -40,13 +40,26 @@ def main() -> None:
         w1, w2 = torch.randn(V, r, generator=g) * 0.05, torch.randn(V, r, generator=g) * 0.05
         anchors = torch.randint(0, V, (R,), generator=g)
         temp = torch.ones(R)
-        ref = time_ms(lambda: torch_loop(U, w1, w2, anchors, temp), warmup=1, iters=3)
+        ref = time_ms(
+            lambda U=U, w1=w1, w2=w2, a=anchors, t=temp: torch_loop(U, w1, w2, a, t),
+            warmup=1,
+            iters=3,
+        )
         for cand in (0, 256):
-            ours = time_ms(lambda cand=cand: dspark.draft_step(U, w1, w2, anchors, temperature=temp,
-                                                               seed=0, candidates=cand), warmup=1, iters=3)
+            ours = time_ms(
+                lambda U=U, w1=w1, w2=w2, a=anchors, t=temp, cand=cand: dspark.draft_step(
+                    U, w1, w2, a, temperature=t, seed=0, candidates=cand
+                ),
+                warmup=1,
+                iters=3,
+            )
             nbytes = G * (V * r * 4 if cand == 0 else 0) + 2 * R * G * V * 4
-            table.add(f"R={R} G={G} V={V} r={r} {'exact' if cand == 0 else f'top-{cand} candidates'}",
-                      ref, ours, nbytes)
+            table.add(
+                f"R={R} G={G} V={V} r={r} {'exact' if cand == 0 else f'top-{cand} candidates'}",
+                ref,
+                ours,
+                nbytes,
+            )
     table.print()
 
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 import argparse
 
 import torch
+from tests.reference.verify_vectorized import verify_chain_torch, verify_tree_torch
 
 import dspark
 from bench._harness import Table, time_ms
-from tests.reference.verify_vectorized import verify_chain_torch, verify_tree_torch
 
 
-def make_inputs(R: int, n: int, V: int, *, tree: bool, probs: bool, noise: float = 1.0, seed: int = 0):
+def make_inputs(
+    R: int, n: int, V: int, *, tree: bool, probs: bool, noise: float = 1.0, seed: int = 0
+):
     g = torch.Generator().manual_seed(seed)
     if tree:  # first level of `width` children, the rest spread below them
         width = min(4, n)
-        parents = [-1] * width + [int(torch.randint(0, i, (1,), generator=g)) for i in range(width, n)]
+        parents = [-1] * width + [
+            int(torch.randint(0, i, (1,), generator=g)) for i in range(width, n)
+        ]
     else:
         parents = list(range(-1, n - 1))
     N = R * n
@@ -47,7 +51,9 @@ def bytes_touched(res: dspark.VerifyResult, V: int, probs: bool, elt: int = 4) -
     for k, bonus in zip(res.accept_len.tolist(), res.final_is_bonus.tolist()):
         if not probs:
             total += (k + 1) * V * elt  # statistics pass per visited row
-        total += V * elt if bonus else 2 * V * 2 * elt  # race on the bonus row | mass + race on p, q
+        total += (
+            V * elt if bonus else 2 * V * 2 * elt
+        )  # race on the bonus row | mass + race on p, q
     return total
 
 
@@ -64,28 +70,73 @@ def main() -> None:
     for probs in (False, True):
         for R, n, V in shapes:
             x = make_inputs(R, n, V, tree=False, probs=probs)
-            res = dspark.verify_batch(x["target"], x["draft_tokens"], x["draft_indptr"],
-                                      draft_probs=x["draft_probs"], temperature=x["temperature"],
-                                      target_is_probs=probs, seed=torch.arange(R))
-            ours = time_ms(lambda x=x, probs=probs, R=R: dspark.verify_batch(
-                x["target"], x["draft_tokens"], x["draft_indptr"], draft_probs=x["draft_probs"],
-                temperature=x["temperature"], target_is_probs=probs, seed=torch.arange(R)))
-            ref = time_ms(lambda x=x, probs=probs: verify_chain_torch(
-                x["target"], x["draft_tokens"], x["draft_indptr"], draft_probs=x["draft_probs"],
-                temperature=x["temperature"], target_is_probs=probs), warmup=1, iters=3)
+            res = dspark.verify_batch(
+                x["target"],
+                x["draft_tokens"],
+                x["draft_indptr"],
+                draft_probs=x["draft_probs"],
+                temperature=x["temperature"],
+                target_is_probs=probs,
+                seed=torch.arange(R),
+            )
+            ours = time_ms(
+                lambda x=x, probs=probs, R=R: dspark.verify_batch(
+                    x["target"],
+                    x["draft_tokens"],
+                    x["draft_indptr"],
+                    draft_probs=x["draft_probs"],
+                    temperature=x["temperature"],
+                    target_is_probs=probs,
+                    seed=torch.arange(R),
+                )
+            )
+            ref = time_ms(
+                lambda x=x, probs=probs: verify_chain_torch(
+                    x["target"],
+                    x["draft_tokens"],
+                    x["draft_indptr"],
+                    draft_probs=x["draft_probs"],
+                    temperature=x["temperature"],
+                    target_is_probs=probs,
+                ),
+                warmup=1,
+                iters=3,
+            )
             mean_acc = res.accept_len.float().mean().item()
-            table.add(f"chain B={R} n={n} V={V} {'probs' if probs else 'logits'} (acc {mean_acc:.1f})",
-                      ref, ours, bytes_touched(res, V, probs))
+            table.add(
+                f"chain B={R} n={n} V={V} {'probs' if probs else 'logits'} (acc {mean_acc:.1f})",
+                ref,
+                ours,
+                bytes_touched(res, V, probs),
+            )
     for R, n in trees:
         x = make_inputs(R, n, tree_v, tree=True, probs=False)
-        kw = {"parents": x["parents"], "draft_probs": x["draft_probs"], "temperature": x["temperature"]}
-        res = dspark.verify_batch(x["target"], x["draft_tokens"], x["draft_indptr"], seed=torch.arange(R), **kw)
-        ours = time_ms(lambda x=x, kw=kw, R=R: dspark.verify_batch(
-            x["target"], x["draft_tokens"], x["draft_indptr"], seed=torch.arange(R), **kw))
-        ref = time_ms(lambda x=x, kw=kw: verify_tree_torch(x["target"], x["draft_tokens"], x["draft_indptr"], **kw),
-                      warmup=1, iters=3)
-        table.add(f"tree B={R} N={n} V={tree_v} logits (acc {res.accept_len.float().mean().item():.1f})",
-                  ref, ours, None)
+        kw = {
+            "parents": x["parents"],
+            "draft_probs": x["draft_probs"],
+            "temperature": x["temperature"],
+        }
+        res = dspark.verify_batch(
+            x["target"], x["draft_tokens"], x["draft_indptr"], seed=torch.arange(R), **kw
+        )
+        ours = time_ms(
+            lambda x=x, kw=kw, R=R: dspark.verify_batch(
+                x["target"], x["draft_tokens"], x["draft_indptr"], seed=torch.arange(R), **kw
+            )
+        )
+        ref = time_ms(
+            lambda x=x, kw=kw: verify_tree_torch(
+                x["target"], x["draft_tokens"], x["draft_indptr"], **kw
+            ),
+            warmup=1,
+            iters=3,
+        )
+        table.add(
+            f"tree B={R} N={n} V={tree_v} logits (acc {res.accept_len.float().mean().item():.1f})",
+            ref,
+            ours,
+            None,
+        )
     table.print()
 
 

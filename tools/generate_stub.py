@@ -20,8 +20,11 @@ STUB = Path(__file__).resolve().parents[1] / "python" / "dspark" / "_C.pyi"
 
 def generate() -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pybind11_stubgen", "dspark._C", "-o", tmp],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "pybind11_stubgen", "dspark._C", "-o", tmp],
+            check=True,
+            capture_output=True,
+        )
         text = (Path(tmp) / "dspark" / "_C.pyi").read_text()
     # module-level constants: keep the annotation, drop the build-specific value
     return re.sub(r"^([a-z]\w*: [\w\[\], ]+) = .*$", r"\1", text, flags=re.M)

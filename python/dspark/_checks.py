@@ -65,13 +65,17 @@ def as_request_tensor(
     if value is None:
         return None
     if isinstance(value, bool):
-        raise TypeError(f"{name}: expected a number or a tensor of shape ({num_requests},), got bool")
+        raise TypeError(
+            f"{name}: expected a number or a tensor of shape ({num_requests},), got bool"
+        )
     if isinstance(value, (int, float)):
         return torch.full((num_requests,), value, dtype=dtype, device=device)
     t = check_tensor(name, value, shape=(num_requests,), device=device)
     if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
         kind = "floating" if dtype.is_floating_point else "integer"
-        raise TypeError(f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}")
+        raise TypeError(
+            f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}"
+        )
     if t.dtype != dtype:
         t = t.to(dtype)
     return t if t.is_contiguous() else t.contiguous()

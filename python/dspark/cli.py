@@ -19,7 +19,9 @@ _COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspark", description="dspark speculative-decoding toolkit")
+    parser = argparse.ArgumentParser(
+        prog="dspark", description="dspark speculative-decoding toolkit"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _COMMANDS.items():
         importlib.import_module(module).add_parser(sub)

@@ -34,14 +34,24 @@ def test_draft_step_matches_reference(dtype, candidates):
     temperature = torch.tensor([1.0, 0.0, 0.7, 1.3])
     out = dspark.draft_step(**a, temperature=temperature, candidates=candidates)
     tok, logits, conf = draft_step_ref(
-        a["base_logits"].double().numpy(), a["w1"].double().numpy(), a["w2"].double().numpy(),
-        a["anchors"].numpy(), temperature.numpy(), a["seed"].numpy(), a["offset"].numpy(),
-        hidden=a["hidden"].double().numpy(), conf_weight=a["conf_weight"].numpy(),
-        conf_bias=a["conf_bias"], candidates=candidates)
+        a["base_logits"].double().numpy(),
+        a["w1"].double().numpy(),
+        a["w2"].double().numpy(),
+        a["anchors"].numpy(),
+        temperature.numpy(),
+        a["seed"].numpy(),
+        a["offset"].numpy(),
+        hidden=a["hidden"].double().numpy(),
+        conf_weight=a["conf_weight"].numpy(),
+        conf_bias=a["conf_bias"],
+        candidates=candidates,
+    )
     assert out.tokens.tolist() == tok.tolist()
     finite = np.isfinite(logits)
     assert torch.equal(torch.isfinite(out.draft_logits), torch.from_numpy(finite))
-    np.testing.assert_allclose(out.draft_logits.numpy()[finite], logits[finite], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out.draft_logits.numpy()[finite], logits[finite], rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(out.confidence.numpy(), conf, rtol=1e-4, atol=1e-5)
     assert torch.equal(out.next_offset, a["offset"] + 1)
 
@@ -51,8 +61,14 @@ def test_draft_step_first_token_distribution():
     a = make(R=1, G=1, V=V, r=4)
     u, w1, w2 = a["base_logits"][0, 0], a["w1"], a["w2"]
     anchor = int(a["anchors"][0])
-    out = dspark.draft_step(u.expand(R, 1, V).contiguous(), w1, w2, torch.full((R,), anchor),
-                            temperature=0.8, seed=torch.arange(R))
+    out = dspark.draft_step(
+        u.expand(R, 1, V).contiguous(),
+        w1,
+        w2,
+        torch.full((R,), anchor),
+        temperature=0.8,
+        seed=torch.arange(R),
+    )
     logits = (u.double() + w2.double() @ w1[anchor].double()) / 0.8
     p = torch.softmax(logits, -1).numpy()
     assert chi2_power(p, R) > 0.99  # detects a 0.01 TV shift at alpha 1e-3
@@ -66,12 +82,24 @@ def test_draft_step_feeds_verify_batch_losslessly():
     target_logits = torch.randn(V, generator=g)
     a = make(R=1, G=G, V=V, r=4, seed=5)
     base = a["base_logits"].expand(R, G, V).contiguous()
-    out = dspark.draft_step(base, a["w1"], a["w2"], torch.full((R,), 2), temperature=1.0,
-                            seed=torch.arange(R), candidates=5)
+    out = dspark.draft_step(
+        base,
+        a["w1"],
+        a["w2"],
+        torch.full((R,), 2),
+        temperature=1.0,
+        seed=torch.arange(R),
+        candidates=5,
+    )
     target = target_logits.expand(R * (G + 1), V).contiguous()  # same target row everywhere
-    res = dspark.verify_batch(target, out.tokens.reshape(-1), torch.arange(0, R * G + 1, G, dtype=torch.int32),
-                              draft_logits=out.draft_logits.reshape(R * G, V), temperature=1.0,
-                              seed=torch.arange(R) + 7)
+    res = dspark.verify_batch(
+        target,
+        out.tokens.reshape(-1),
+        torch.arange(0, R * G + 1, G, dtype=torch.int32),
+        draft_logits=out.draft_logits.reshape(R * G, V),
+        temperature=1.0,
+        seed=torch.arange(R) + 7,
+    )
     p = torch.softmax(target_logits.double(), -1).numpy()
     assert chi2_pvalue(np.bincount(res.tokens[:, 0].numpy(), minlength=V), p) > 1e-3
 

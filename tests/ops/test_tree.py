@@ -15,8 +15,10 @@ def test_tree_from_choices_orders_by_depth_then_rank():
     assert parents.dtype == torch.int32
 
 
-@pytest.mark.parametrize(("choices", "match"), [([(0, 1)], "no parent entry"), ([()], "empty path"),
-                                                ([(0,), (0, -1)], "ranks must be >= 0")])
+@pytest.mark.parametrize(
+    ("choices", "match"),
+    [([(0, 1)], "no parent entry"), ([()], "empty path"), ([(0,), (0, -1)], "ranks must be >= 0")],
+)
 def test_tree_from_choices_rejects_bad_choices(choices, match):
     with pytest.raises(ValueError, match=match):
         dspark.tree_from_choices(choices)
@@ -49,11 +51,13 @@ def test_tree_attention_mask_matches_ancestors():
     assert dense[4].tolist() == [True, True, False, True, True]
     assert dense[2].tolist() == [True, False, True, False, False]
     assert dense[5].tolist() == [True, False, False, False, False]  # request 1: anchor only
-    assert dense[8].tolist() == [True, True, True, False, False]    # request 2: n1 under n0
+    assert dense[8].tolist() == [True, True, True, False, False]  # request 2: n1 under n0
     packed = dspark.tree_attention_mask(parents, indptr)
     assert packed.dtype == torch.int32 and packed.shape == (9, 1)
     assert int(packed[4, 0]) == 0b11011
-    chain = dspark.tree_attention_mask(None, torch.tensor([0, 3], dtype=torch.int32), layout="dense")
+    chain = dspark.tree_attention_mask(
+        None, torch.tensor([0, 3], dtype=torch.int32), layout="dense"
+    )
     assert torch.equal(chain, torch.tril(torch.ones(4, 4, dtype=torch.bool)))
 
 

@@ -15,7 +15,9 @@ from tests.reference.verify import process_row
 
 def run(batch: dict, **kw) -> dspark.VerifyResult:
     args = {k: v for k, v in batch.items() if k not in ("target", "draft_tokens", "draft_indptr")}
-    return dspark.verify_batch(batch["target"], batch["draft_tokens"], batch["draft_indptr"], **args, **kw)
+    return dspark.verify_batch(
+        batch["target"], batch["draft_tokens"], batch["draft_indptr"], **args, **kw
+    )
 
 
 def assert_matches_reference(case: Case, res: dspark.VerifyResult, batch: dict) -> None:
@@ -39,9 +41,14 @@ def test_philox_reference_known_answers():
     # Random123 known-answer vectors for philox4x32-10.
     assert philox4x32_10((0, 0, 0, 0), (0, 0)) == (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)
     assert philox4x32_10((2**32 - 1,) * 4, (2**32 - 1,) * 2) == (
-        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)
-    assert philox4x32_10((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0)) == (
-        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
+        0x408F276D,
+        0x41C83B0E,
+        0xA20BC7C6,
+        0x6D5451FD,
+    )
+    assert philox4x32_10(
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0)
+    ) == (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
 
 
 CASES = {
@@ -51,8 +58,9 @@ CASES = {
     "chain_greedy": Case([5, 4, 0, 8], q_kind="none", sharpness=0.5),
     "mixed_greedy_sampled": Case([5, 4, 6, 3], temperature=[0.0, 1.0, 0.0, 0.9]),
     "tree_with_replacement": Case([8, 12, 5], tree=True, temperature=[1.0, 1.0, 0.8]),
-    "tree_without_replacement": Case([10, 7, 16], tree=True, without_replacement=True,
-                                     temperature=[1.0, 0.9, 1.0]),
+    "tree_without_replacement": Case(
+        [10, 7, 16], tree=True, without_replacement=True, temperature=[1.0, 0.9, 1.0]
+    ),
     "tree_deterministic": Case([9, 14], tree=True, q_kind="none", temperature=[1.0, 1.0]),
     "tree_greedy": Case([9, 14, 3], tree=True, q_kind="none", sharpness=0.5),
     "top_k": Case([5, 5, 5], temperature=[1.0, 0.7, 1.2], top_k=7),
@@ -61,8 +69,9 @@ CASES = {
     "top_k_top_p_tree": Case([10, 6], tree=True, temperature=[1.0, 0.8], top_k=10, top_p=0.9),
     "probs_in": Case([5, 3, 6], is_probs=True, temperature=[1.0, 1.0, 1.0]),
     "probs_in_tempered": Case([5, 3, 6], is_probs=True, temperature=[0.7, 1.5, 1.0], top_p=0.9),
-    "max_emit": Case([6, 6, 6, 6], temperature=[1.0, 1.0, 0.0, 1.0], max_emit=[0, 1, 2, 3],
-                     sharpness=0.3),
+    "max_emit": Case(
+        [6, 6, 6, 6], temperature=[1.0, 1.0, 0.0, 1.0], max_emit=[0, 1, 2, 3], sharpness=0.3
+    ),
     "large_vocab": Case([3, 5], vocab=5000, temperature=[1.0, 0.9]),
     "odd_vocab_tree": Case([20], vocab=1037, tree=True, temperature=[1.0]),
 }
@@ -79,7 +88,9 @@ def test_verify_batch_matches_reference(name):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("q_kind", ["probs", "logits"])
 def test_verify_batch_low_precision_matches_reference(dtype, q_kind):
-    case = Case([4, 7, 2, 5], tree=True, q_kind=q_kind, dtype=dtype, temperature=[1.0, 0.8, 1.0, 0.0])
+    case = Case(
+        [4, 7, 2, 5], tree=True, q_kind=q_kind, dtype=dtype, temperature=[1.0, 0.8, 1.0, 0.0]
+    )
     batch = make_batch(case)
     assert_matches_reference(case, run(batch), batch)
 
@@ -144,10 +155,14 @@ def test_verify_batch_is_batch_invariant():
     for r in range(6):
         n0, n1 = int(indptr[r]), int(indptr[r + 1])
         single = dspark.verify_batch(
-            batch["target"][n0 + r : n1 + r + 1], batch["draft_tokens"][n0:n1],
-            torch.tensor([0, n1 - n0], dtype=torch.int32), parents=batch["parents"][n0:n1],
-            draft_probs=batch["draft_probs"][n0:n1], temperature=batch["temperature"][r : r + 1],
-            seed=batch["seed"][r : r + 1], offset=batch["offset"][r : r + 1],
+            batch["target"][n0 + r : n1 + r + 1],
+            batch["draft_tokens"][n0:n1],
+            torch.tensor([0, n1 - n0], dtype=torch.int32),
+            parents=batch["parents"][n0:n1],
+            draft_probs=batch["draft_probs"][n0:n1],
+            temperature=batch["temperature"][r : r + 1],
+            seed=batch["seed"][r : r + 1],
+            offset=batch["offset"][r : r + 1],
             max_depth=full.tokens.shape[1] - 1,
         )
         assert torch.equal(single.tokens[0], full.tokens[r])
@@ -180,14 +195,24 @@ def test_verify_batch_structure_edge_cases():
     target = torch.full((3 + 1 + 1, V), -10.0)
     target[:, 2] = 10.0  # the target always wants token 2
     indptr = torch.tensor([0, 3, 3], dtype=torch.int32)  # request 1 has no drafts
-    res = dspark.verify_batch(target, torch.tensor([2, 2, 2]), indptr, temperature=torch.ones(2),
-                              seed=torch.tensor([1, 2]))
+    res = dspark.verify_batch(
+        target,
+        torch.tensor([2, 2, 2]),
+        indptr,
+        temperature=torch.ones(2),
+        seed=torch.tensor([1, 2]),
+    )
     assert res.accept_len.tolist() == [3, 0]  # all accepted; depth-0 request
     assert res.final_is_bonus.tolist() == [True, True]
     assert res.tokens.tolist() == [[2, 2, 2, 2], [2, -1, -1, -1]]
     assert res.last_row.tolist() == [3, 4]
-    rej = dspark.verify_batch(target, torch.tensor([5, 2, 2]), indptr, temperature=torch.ones(2),
-                              seed=torch.tensor([1, 2]))
+    rej = dspark.verify_batch(
+        target,
+        torch.tensor([5, 2, 2]),
+        indptr,
+        temperature=torch.ones(2),
+        seed=torch.tensor([1, 2]),
+    )
     assert rej.accept_len.tolist() == [0, 0] and rej.final_token.tolist() == [2, 2]
     assert rej.final_is_bonus.tolist() == [False, True]
     assert rej.tokens_flat.tolist() == [2, 2]
@@ -196,7 +221,9 @@ def test_verify_batch_structure_edge_cases():
 
 def test_verify_batch_all_requests_without_drafts():
     target = torch.randn(5, 30)
-    res = dspark.verify_batch(target, torch.zeros(0, dtype=torch.int64), torch.zeros(6, dtype=torch.int32))
+    res = dspark.verify_batch(
+        target, torch.zeros(0, dtype=torch.int64), torch.zeros(6, dtype=torch.int32)
+    )
     assert res.tokens.shape == (5, 1) and res.path.shape == (5, 0)
     assert torch.equal(res.final_token, target.argmax(-1).int())
     assert res.final_is_bonus.all()
@@ -206,8 +233,13 @@ def test_verify_batch_max_emit_caps_and_keeps_bonus():
     target = torch.full((4 + 1, 6), -10.0)
     target[:, 1] = 10.0
     for cap, expected in [(0, []), (1, [1]), (2, [1, 1]), (9, [1, 1, 1, 1, 1])]:
-        res = dspark.verify_batch(target, torch.tensor([1, 1, 1, 1]), torch.tensor([0, 4], dtype=torch.int32),
-                                  temperature=torch.ones(1), max_emit=cap)
+        res = dspark.verify_batch(
+            target,
+            torch.tensor([1, 1, 1, 1]),
+            torch.tensor([0, 4], dtype=torch.int32),
+            temperature=torch.ones(1),
+            max_emit=cap,
+        )
         n = int(res.num_emitted[0])
         assert res.tokens[0, :n].tolist() == expected
         assert int(res.accept_len[0]) == max(len(expected) - 1, 0)
@@ -234,7 +266,12 @@ def test_verify_batch_strided_target_rows():
 
 @pytest.mark.cuda
 def test_verify_batch_cuda_matches_cpu():
-    for name in ["chain_probs", "tree_without_replacement", "top_k_top_p_tree", "probs_in_tempered"]:
+    for name in [
+        "chain_probs",
+        "tree_without_replacement",
+        "top_k_top_p_tree",
+        "probs_in_tempered",
+    ]:
         batch = make_batch(CASES[name])
         cpu = run(batch, return_logprobs=True)
         dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -52,9 +52,18 @@ def node_prefix(parents: list[int], tokens: list[int], i: int) -> tuple[int, ...
     return tuple(reversed(path))
 
 
-def exact_stream(target: TinyLM, parents: list[int], k: int, *, mode: str, proc: dict,
-                 fixed_tokens: list[int] | None = None, max_emit: int | None = None,
-                 mutation: str | None = None, mix: float = 0.6) -> dict[tuple[int, ...], float]:
+def exact_stream(
+    target: TinyLM,
+    parents: list[int],
+    k: int,
+    *,
+    mode: str,
+    proc: dict,
+    fixed_tokens: list[int] | None = None,
+    max_emit: int | None = None,
+    mutation: str | None = None,
+    mix: float = 0.6,
+) -> dict[tuple[int, ...], float]:
     """Exact distribution of the first k tokens of the stream (one verify round, then the target
     alone), averaged over the draft tokens' own randomness."""
     n = len(parents)
@@ -94,10 +103,22 @@ def exact_stream(target: TinyLM, parents: list[int], k: int, *, mode: str, proc:
         rows = [p_of(())] + [p_of(node_prefix(parents, toks, i)) for i in range(n)]
         q_rows = None
         if mode in ("with", "without"):
-            q_rows = [draft_q(target, node_prefix(parents, toks, parents[i]), mix) for i in range(n)]
-        dist = enumerate_outputs(lambda rng, rows=rows, toks=toks, q_rows=q_rows: verify_request_ref(
-            rows, toks, parents, rng, q_rows=q_rows, without_replacement=mode == "without",
-            greedy=greedy, max_emit=max_emit, mutation=mutation))
+            q_rows = [
+                draft_q(target, node_prefix(parents, toks, parents[i]), mix) for i in range(n)
+            ]
+        dist = enumerate_outputs(
+            lambda rng, rows=rows, toks=toks, q_rows=q_rows: verify_request_ref(
+                rows,
+                toks,
+                parents,
+                rng,
+                q_rows=q_rows,
+                without_replacement=mode == "without",
+                greedy=greedy,
+                max_emit=max_emit,
+                mutation=mutation,
+            )
+        )
         for seq, ps in dist.items():
             extend(seq, pr * ps)
     return dict(stream)
@@ -119,8 +140,8 @@ def max_abs_diff(a: dict, b: dict) -> float:
 
 
 CHAIN3 = [-1, 0, 1]
-TREE = [-1, -1, 0, 0]        # two root children, two grandchildren under the first
-WIDE = [-1, -1, -1, 1]       # three root children
+TREE = [-1, -1, 0, 0]  # two root children, two grandchildren under the first
+WIDE = [-1, -1, -1, 1]  # three root children
 EXACT_CASES = {
     "chain_with_replacement": (CHAIN3, "with", {}, None),
     "chain_deterministic": (CHAIN3, "det", {}, [0, 2, 1]),
@@ -167,8 +188,12 @@ def test_verify_batch_zero_residual_mass_falls_back_to_p():
     tok = _categorical(rng, np.tile(q, (R, 1)))
     target = torch.tensor(np.tile(q / 2, (2 * R, 1)), dtype=torch.float32)
     res = dspark.verify_batch(
-        target, torch.tensor(tok), torch.arange(0, R + 1, dtype=torch.int32), target_is_probs=True,
-        draft_probs=torch.tensor(np.tile(q, (R, 1)), dtype=torch.float32), temperature=1.0,
+        target,
+        torch.tensor(tok),
+        torch.arange(0, R + 1, dtype=torch.int32),
+        target_is_probs=True,
+        draft_probs=torch.tensor(np.tile(q, (R, 1)), dtype=torch.float32),
+        temperature=1.0,
         seed=torch.arange(R),
     )
     rejected = (res.accept_len == 0).numpy()
@@ -177,15 +202,20 @@ def test_verify_batch_zero_residual_mass_falls_back_to_p():
     assert chi2_pvalue(np.bincount(finals, minlength=V), q) > ALPHA
 
 
-@pytest.mark.parametrize("mutation,parents,mode,fixed,seed", [
-    ("residual_is_p", CHAIN3, "with", None, 7),
-    ("bonus_from_parent", [-1], "det", [0], 7),
-    ("no_q_renormalisation", WIDE, "without", None, 9),  # TV error 0.02 for this toy model
-])
+@pytest.mark.parametrize(
+    "mutation,parents,mode,fixed,seed",
+    [
+        ("residual_is_p", CHAIN3, "with", None, 7),
+        ("bonus_from_parent", [-1], "det", [0], 7),
+        ("no_q_renormalisation", WIDE, "without", None, 9),  # TV error 0.02 for this toy model
+    ],
+)
 def test_verify_tests_catch_mutations(mutation, parents, mode, fixed, seed):
     """A broken rule fails the exact test and the chi-square test used on the kernel."""
     target = TinyLM(vocab=4, seed=seed)
-    bad = exact_stream(target, parents, 2, mode=mode, proc={}, fixed_tokens=fixed, mutation=mutation)
+    bad = exact_stream(
+        target, parents, 2, mode=mode, proc={}, fixed_tokens=fixed, mutation=mutation
+    )
     want = autoregressive(target, 2, {})
     assert max_abs_diff(bad, want) > 1e-6
     keys = sorted(want)
@@ -250,10 +280,12 @@ def _kernel_stream(parents: list[int], mode: str, proc: dict, vocab: int = 8, se
         kw["draft_probs"] = torch.tensor(q_rows.reshape(R * n, vocab), dtype=torch.float32)
     res = dspark.verify_batch(
         torch.tensor(rows.reshape(R * (n + 1), vocab), dtype=torch.float32),
-        torch.tensor(tok.reshape(-1)), torch.arange(0, R * n + 1, n, dtype=torch.int32),
+        torch.tensor(tok.reshape(-1)),
+        torch.arange(0, R * n + 1, n, dtype=torch.int32),
         parents=torch.tensor(parents * R, dtype=torch.int32),
         draft_sampling="without_replacement" if mode == "without" else "with_replacement",
-        seed=torch.tensor(rng.integers(0, 2**62, size=R)), **kw,
+        seed=torch.tensor(rng.integers(0, 2**62, size=R)),
+        **kw,
     )
     first = res.tokens[:, 0].numpy()
     second = res.tokens[:, 1].numpy().copy()
@@ -297,9 +329,12 @@ def test_verify_batch_acceptance_rate_is_one_minus_tv(sharp):
     tok = _categorical(rng, np.tile(q, (R, 1)))
     target = torch.tensor(np.tile(p_logits, (2 * R, 1)), dtype=torch.float32)
     res = dspark.verify_batch(
-        target, torch.tensor(tok), torch.arange(0, R + 1, dtype=torch.int32),
+        target,
+        torch.tensor(tok),
+        torch.arange(0, R + 1, dtype=torch.int32),
         draft_probs=torch.tensor(np.tile(q, (R, 1)), dtype=torch.float32),
-        temperature=torch.ones(R), seed=torch.arange(R),
+        temperature=torch.ones(R),
+        seed=torch.arange(R),
     )
     rate = res.accept_len.float().mean().item()
     expected = 1 - 0.5 * np.abs(p - q).sum()

@@ -34,18 +34,41 @@ BAD = [
     ({"target": [[0.0]]}, TypeError, "target: expected a torch.Tensor"),
     ({"draft_tokens": torch.tensor([1.0, 2, 3, 4, 5])}, TypeError, "draft_tokens: expected dtype"),
     ({"draft_tokens": torch.tensor([1, 2, -1, 4, 5])}, ValueError, r"draft_tokens.*-1 padding"),
-    ({"draft_tokens": torch.tensor([1, 2, 3, 4, 12])}, ValueError, r"draft_tokens: expected ids in \[0, 12\)"),
-    ({"draft_indptr": torch.tensor([0], dtype=torch.int32), "target": torch.randn(5, 12)},
-     ValueError, "draft_indptr: empty batch"),
-    ({"draft_indptr": torch.tensor([1, 2, 5], dtype=torch.int32)}, ValueError, r"draft_indptr\[0\] == 0"),
+    (
+        {"draft_tokens": torch.tensor([1, 2, 3, 4, 12])},
+        ValueError,
+        r"draft_tokens: expected ids in \[0, 12\)",
+    ),
+    (
+        {"draft_indptr": torch.tensor([0], dtype=torch.int32), "target": torch.randn(5, 12)},
+        ValueError,
+        "draft_indptr: empty batch",
+    ),
+    (
+        {"draft_indptr": torch.tensor([1, 2, 5], dtype=torch.int32)},
+        ValueError,
+        r"draft_indptr\[0\] == 0",
+    ),
     ({"draft_indptr": torch.tensor([0, 3, 2], dtype=torch.int32)}, ValueError, "draft_indptr"),
-    ({"parents": torch.tensor([-1, 1, -1, 0, 0], dtype=torch.int32)}, ValueError, r"parents: expected -1 <= parents\[i\] < i"),
+    (
+        {"parents": torch.tensor([-1, 1, -1, 0, 0], dtype=torch.int32)},
+        ValueError,
+        r"parents: expected -1 <= parents\[i\] < i",
+    ),
     ({"parents": torch.tensor([-1, 0, -2, 0, 0], dtype=torch.int32)}, ValueError, "parents"),
-    ({"parents": torch.tensor([-1, 0, -1], dtype=torch.int32)}, ValueError, r"parents: expected shape \(5,\)"),
+    (
+        {"parents": torch.tensor([-1, 0, -1], dtype=torch.int32)},
+        ValueError,
+        r"parents: expected shape \(5,\)",
+    ),
     ({"draft_probs": torch.randn(5, 11)}, ValueError, r"draft_probs: expected shape \(5, 12\)"),
     ({"draft_logits": torch.randn(5, 12)}, ValueError, "pass at most one"),
     ({"draft_sampling": "maybe"}, ValueError, "draft_sampling"),
-    ({"temperature": torch.tensor([1.0, -0.5])}, ValueError, r"temperature: expected finite values >= 0, got temperature\[1\]"),
+    (
+        {"temperature": torch.tensor([1.0, -0.5])},
+        ValueError,
+        r"temperature: expected finite values >= 0, got temperature\[1\]",
+    ),
     ({"temperature": torch.tensor([1.0, float("nan")])}, ValueError, "temperature"),
     ({"temperature": torch.tensor([1.0])}, ValueError, r"temperature: expected shape \(2,\)"),
     ({"top_p": torch.tensor([0.0, 0.5])}, ValueError, r"top_p: expected values in \(0, 1\]"),
@@ -57,8 +80,16 @@ BAD = [
     ({"seed": torch.tensor([1.0, 2.0])}, TypeError, "seed"),
     ({"max_depth": -1}, ValueError, "max_depth"),
     ({"validate": "sometimes"}, ValueError, "validate"),
-    ({"target": torch.full((7, 12), float("nan")), "validate": "full"}, ValueError, "target: row 0 is invalid"),
-    ({"draft_probs": torch.rand(5, 12), "validate": "full"}, ValueError, "draft_probs: row 0 is invalid"),
+    (
+        {"target": torch.full((7, 12), float("nan")), "validate": "full"},
+        ValueError,
+        "target: row 0 is invalid",
+    ),
+    (
+        {"draft_probs": torch.rand(5, 12), "validate": "full"},
+        ValueError,
+        "draft_probs: row 0 is invalid",
+    ),
 ]
 
 
@@ -71,9 +102,13 @@ def test_verify_batch_rejects_bad_input(kw, exc, match):
 def test_verify_batch_too_many_children():
     V, n = 8, 70
     with pytest.raises(ValueError, match="more than 64 children"):
-        dspark.verify_batch(torch.randn(n + 1, V), torch.zeros(n, dtype=torch.int64),
-                            torch.tensor([0, n], dtype=torch.int32),
-                            parents=torch.full((n,), -1, dtype=torch.int32), temperature=1.0)
+        dspark.verify_batch(
+            torch.randn(n + 1, V),
+            torch.zeros(n, dtype=torch.int64),
+            torch.tensor([0, n], dtype=torch.int32),
+            parents=torch.full((n,), -1, dtype=torch.int32),
+            temperature=1.0,
+        )
 
 
 def test_verify_batch_low_level_rejects_mismatched_outputs():
@@ -83,9 +118,26 @@ def test_verify_batch_low_level_rejects_mismatched_outputs():
     a = good()
     out = dspark.VerifyResult.empty(2, 1, torch.device("cpu"))  # too narrow: depth is 2
     with pytest.raises(ValueError, match=r"out.tokens: expected shape \(2, 3\)"):
-        _C.verify_batch(a["target"], a["draft_tokens"], a["draft_indptr"].int(), a["parents"],
-                        a["draft_probs"], 1, 0, a["temperature"], None, None, None, a["seed"],
-                        torch.zeros(2, dtype=torch.int64), None, False, 2, *out[:8], None)
+        _C.verify_batch(
+            a["target"],
+            a["draft_tokens"],
+            a["draft_indptr"].int(),
+            a["parents"],
+            a["draft_probs"],
+            1,
+            0,
+            a["temperature"],
+            None,
+            None,
+            None,
+            a["seed"],
+            torch.zeros(2, dtype=torch.int64),
+            None,
+            False,
+            2,
+            *out[:8],
+            None,
+        )
 
 
 def test_verify_batch_low_level_rejects_strided_outputs():
@@ -95,16 +147,36 @@ def test_verify_batch_low_level_rejects_strided_outputs():
     out = dspark.VerifyResult.empty(2, 2, torch.device("cpu"))
     strided = torch.empty(2, 2, dtype=torch.int32)[:, 0]  # stride 2
     with pytest.raises(ValueError, match="contiguous"):
-        _C.verify_batch(a["target"], a["draft_tokens"], a["draft_indptr"].int(), a["parents"],
-                        a["draft_probs"], 1, 0, a["temperature"], None, None, None, a["seed"],
-                        torch.zeros(2, dtype=torch.int64), None, False, 2, strided, *out[1:8], None)
+        _C.verify_batch(
+            a["target"],
+            a["draft_tokens"],
+            a["draft_indptr"].int(),
+            a["parents"],
+            a["draft_probs"],
+            1,
+            0,
+            a["temperature"],
+            None,
+            None,
+            None,
+            a["seed"],
+            torch.zeros(2, dtype=torch.int64),
+            None,
+            False,
+            2,
+            strided,
+            *out[1:8],
+            None,
+        )
 
 
 def test_cuda_tensor_on_cpu_only_build_is_clear(monkeypatch):
     from dspark import _backend
 
     monkeypatch.setattr(_backend._C, "built_with_cuda", False)
-    with pytest.raises(ValueError, match="target: got a CUDA tensor, but dspark was built without CUDA"):
+    with pytest.raises(
+        ValueError, match="target: got a CUDA tensor, but dspark was built without CUDA"
+    ):
         _backend.require_cuda("target")
 
 

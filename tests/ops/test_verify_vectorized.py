@@ -30,9 +30,12 @@ def test_vectorized_reference_sampled_is_lossless():
     tok = torch.tensor(rng.choice(V, size=R, p=q))
     target = torch.tensor(np.tile(p_logits, (2 * R, 1)), dtype=torch.float32)
     acc, final = verify_chain_torch(
-        target, tok, torch.arange(0, R + 1, dtype=torch.int32),
+        target,
+        tok,
+        torch.arange(0, R + 1, dtype=torch.int32),
         draft_probs=torch.tensor(np.tile(q, (R, 1)), dtype=torch.float32),
-        temperature=torch.ones(R), generator=torch.Generator().manual_seed(0),
+        temperature=torch.ones(R),
+        generator=torch.Generator().manual_seed(0),
     )
     first = torch.where(acc > 0, tok.int(), final).numpy()
     p = np.exp(p_logits) / np.exp(p_logits).sum()

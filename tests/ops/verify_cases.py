@@ -12,10 +12,10 @@ from tests.reference.verify import PhiloxRNG, RequestOutput, process_row, verify
 
 @dataclass
 class Case:
-    num_nodes: list[int]                 # drafts per request
+    num_nodes: list[int]  # drafts per request
     vocab: int = 50
     tree: bool = False
-    q_kind: str = "probs"                # "probs" | "logits" | "none" (deterministic)
+    q_kind: str = "probs"  # "probs" | "logits" | "none" (deterministic)
     without_replacement: bool = False
     dtype: torch.dtype = torch.float32
     is_probs: bool = False
@@ -109,13 +109,21 @@ def reference_outputs(case: Case, batch: dict) -> list[RequestOutput]:
         n0, n1 = indptr[r], indptr[r + 1]
         t = 0.0 if case.temperature is None else case.temperature[r]
         rows = [
-            process_row(target[n0 + r + j], is_probs=case.is_probs, temperature=t, top_k=case.top_k,
-                        top_p=case.top_p, min_p=case.min_p)
+            process_row(
+                target[n0 + r + j],
+                is_probs=case.is_probs,
+                temperature=t,
+                top_k=case.top_k,
+                top_p=case.top_p,
+                min_p=case.min_p,
+            )
             for j in range(n1 - n0 + 1)
         ]
         outs.append(
             verify_request_ref(
-                rows, tokens[n0:n1], None if parents is None else parents[n0:n1],
+                rows,
+                tokens[n0:n1],
+                None if parents is None else parents[n0:n1],
                 PhiloxRNG(int(batch["seed"][r]), int(batch["offset"][r])),
                 q_rows=None if q is None else q[n0:n1],
                 without_replacement=case.without_replacement,

@@ -8,8 +8,20 @@ import numpy as np
 from tests.reference.verify import PhiloxRNG
 
 
-def draft_step_ref(U, w1, w2, anchors, temperature, seed, offset, *, hidden=None, conf_weight=None,
-                   conf_bias=0.0, candidates=0):
+def draft_step_ref(
+    U,
+    w1,
+    w2,
+    anchors,
+    temperature,
+    seed,
+    offset,
+    *,
+    hidden=None,
+    conf_weight=None,
+    conf_bias=0.0,
+    candidates=0,
+):
     """Returns (tokens [R, G], draft_logits [R, G, V], confidence [R, G] or None)."""
     U, w1, w2 = (np.asarray(a, dtype=np.float64) for a in (U, w1, w2))
     R, G, V = U.shape
@@ -22,7 +34,9 @@ def draft_step_ref(U, w1, w2, anchors, temperature, seed, offset, *, hidden=None
         for k in range(G):
             if hidden is not None:
                 feats = np.concatenate([np.asarray(hidden[r, k], dtype=np.float64), w1[prev]])
-                conf[r, k] = 1 / (1 + np.exp(-(feats @ np.asarray(conf_weight, dtype=np.float64) + conf_bias)))
+                conf[r, k] = 1 / (
+                    1 + np.exp(-(feats @ np.asarray(conf_weight, dtype=np.float64) + conf_bias))
+                )
             cand = np.arange(V)
             if candidates:
                 order = sorted(range(V), key=lambda v: (-U[r, k, v], v))

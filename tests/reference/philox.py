@@ -34,6 +34,11 @@ def philox_words(c0: np.ndarray, c1: int, c2: int, c3: int, k0: int, k1: int) ->
     m = np.uint64(MASK)
     for _ in range(10):
         p0, p1 = np.uint64(M0) * c0, np.uint64(M1) * c2
-        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & m, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & m)
+        c0, c1, c2, c3 = (
+            (p1 >> np.uint64(32)) ^ c1 ^ k0,
+            p1 & m,
+            (p0 >> np.uint64(32)) ^ c3 ^ k1,
+            p0 & m,
+        )
         k0, k1 = (k0 + np.uint64(W0)) & m, (k1 + np.uint64(W1)) & m
     return np.stack([c0, c1, c2, c3], axis=1)

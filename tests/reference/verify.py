@@ -65,8 +65,9 @@ class PhiloxRNG:
 
     def _words(self, index: np.ndarray, node: int, purpose: int) -> np.ndarray:
         s, o = self.seed, self.offset
-        return philox_words(index, ((node + 1) << 2) | purpose, o & 0xFFFFFFFF, o >> 32,
-                            s & 0xFFFFFFFF, s >> 32)
+        return philox_words(
+            index, ((node + 1) << 2) | purpose, o & 0xFFFFFFFF, o >> 32, s & 0xFFFFFFFF, s >> 32
+        )
 
     def accept(self, node: int, p_t: float, q_t: float) -> bool:
         u = float(self._words(np.array([0]), node, 0)[0, 0] >> np.uint64(8)) / 2**24
@@ -80,7 +81,9 @@ class PhiloxRNG:
         """Exponential race: block by mass, then token within the block (lowest index on ties)."""
         v = len(weights)
         nblocks = (v + RACE_BLOCK - 1) // RACE_BLOCK
-        masses = np.array([weights[b * RACE_BLOCK:(b + 1) * RACE_BLOCK].sum() for b in range(nblocks)])
+        masses = np.array(
+            [weights[b * RACE_BLOCK : (b + 1) * RACE_BLOCK].sum() for b in range(nblocks)]
+        )
         e_block = self._exponential(self._words(np.arange(nblocks), node, 1)[:, 0])
         keys = np.where(masses > 0, masses / e_block, -1.0)
         b = int(np.argmax(keys))

@@ -29,7 +29,9 @@ def verify_chain_torch(
     row0 = draft_indptr[:-1].long() + torch.arange(R)
     rows = row0[:, None] + torch.minimum(j[None, :], lens[:, None])  # [R, G+1]
     x = target[rows].float()  # [R, G+1, V]
-    node = draft_indptr[:-1].long()[:, None] + torch.minimum(j[None, :G], (lens[:, None] - 1).clamp(min=0))
+    node = draft_indptr[:-1].long()[:, None] + torch.minimum(
+        j[None, :G], (lens[:, None] - 1).clamp(min=0)
+    )
     drafts = draft_tokens.long()[node] if G else torch.zeros(R, 0, dtype=torch.long)  # [R, G]
     valid = j[None, :G] < lens[:, None]
     t = torch.zeros(R) if temperature is None else temperature.float()
@@ -51,7 +53,9 @@ def verify_chain_torch(
     acc_sampled = u * q_tok < p_tok
     acc_greedy = drafts == argmax[:, :G]
     accept = torch.where(greedy[:, None], acc_greedy, acc_sampled) & valid
-    accept_len = torch.cumprod(accept.int(), dim=1).sum(1) if G else torch.zeros(R, dtype=torch.long)
+    accept_len = (
+        torch.cumprod(accept.int(), dim=1).sum(1) if G else torch.zeros(R, dtype=torch.long)
+    )
     k = accept_len.long()
     p_k = probs[torch.arange(R), k]  # [R, V] row at the stopping position
     rejected = k < lens
@@ -86,7 +90,9 @@ def verify_tree_torch(
     (with-replacement rule). Returns ``(accept_len [R], final_token [R])``."""
     R = draft_indptr.numel() - 1
     t = torch.zeros(R) if temperature is None else temperature.float()
-    row_t = torch.repeat_interleave(torch.where(t == 0, 1.0, t), (draft_indptr[1:] - draft_indptr[:-1]).long() + 1)
+    row_t = torch.repeat_interleave(
+        torch.where(t == 0, 1.0, t), (draft_indptr[1:] - draft_indptr[:-1]).long() + 1
+    )
     probs = torch.softmax(target.float() / row_t[:, None], dim=-1)
     argmax = target.argmax(-1)
     ip, par, tok = draft_indptr.tolist(), parents.tolist(), draft_tokens.tolist()

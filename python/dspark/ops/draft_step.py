@@ -104,24 +104,35 @@ def draft_step(
     num_req, steps, vocab = base_logits.shape
     check_tensor("w1", w1, dtypes=_FLOATS, shape=(vocab, None), device=dev)
     check_tensor("w2", w2, dtypes=(w1.dtype,), shape=(vocab, w1.shape[1]), device=dev)
-    check_tensor("anchors", anchors, dtypes=(torch.int32, torch.int64), shape=(num_req,), device=dev)
+    check_tensor(
+        "anchors", anchors, dtypes=(torch.int32, torch.int64), shape=(num_req,), device=dev
+    )
     if bool(((anchors < 0) | (anchors >= vocab)).any()):
         raise ValueError(f"anchors: expected ids in [0, {vocab}), got {anchors.tolist()}")
     if (hidden is None) != (conf_weight is None):
         raise ValueError("hidden, conf_weight: pass both (confidence head) or neither")
     if hidden is not None:
         check_tensor("hidden", hidden, dtypes=_FLOATS, shape=(num_req, steps, None), device=dev)
-        check_tensor("conf_weight", conf_weight, dtypes=(torch.float32,),
-                     shape=(hidden.shape[2] + w1.shape[1],), device=dev)
+        check_tensor(
+            "conf_weight",
+            conf_weight,
+            dtypes=(torch.float32,),
+            shape=(hidden.shape[2] + w1.shape[1],),
+            device=dev,
+        )
     if not isinstance(candidates, int) or candidates < 0:
         raise ValueError(f"candidates: expected an int >= 0, got {candidates!r}")
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
-    if temperature_t is not None and not bool(((temperature_t >= 0) & torch.isfinite(temperature_t)).all()):
+    if temperature_t is not None and not bool(
+        ((temperature_t >= 0) & torch.isfinite(temperature_t)).all()
+    ):
         raise ValueError(f"temperature: expected finite values >= 0, got {temperature_t.tolist()}")
     if seed is None:
         seed = torch.randint(0, 2**62, (num_req,), generator=generator, dtype=torch.int64)
     seed_t = as_request_tensor("seed", seed, num_req, torch.int64, dev)
-    offset_t = as_request_tensor("offset", 0 if offset is None else offset, num_req, torch.int64, dev)
+    offset_t = as_request_tensor(
+        "offset", 0 if offset is None else offset, num_req, torch.int64, dev
+    )
     if base_logits.stride(-1) != 1:
         base_logits = base_logits.contiguous()
     w1, w2, anchors = w1.contiguous(), w2.contiguous(), anchors.contiguous()
@@ -129,8 +140,25 @@ def draft_step(
         hidden = hidden.contiguous()
     tokens = torch.empty(num_req, steps, dtype=torch.int32, device=dev)
     logits = torch.empty(num_req, steps, vocab, dtype=torch.float32, device=dev)
-    conf = torch.empty(num_req, steps, dtype=torch.float32, device=dev) if hidden is not None else None
+    conf = (
+        torch.empty(num_req, steps, dtype=torch.float32, device=dev) if hidden is not None else None
+    )
     next_offset = torch.empty(num_req, dtype=torch.int64, device=dev)
-    _C.draft_step(base_logits, w1, w2, anchors, temperature_t, seed_t, offset_t, hidden, conf_weight,
-                  float(conf_bias), candidates, tokens, logits, conf, next_offset)
+    _C.draft_step(
+        base_logits,
+        w1,
+        w2,
+        anchors,
+        temperature_t,
+        seed_t,
+        offset_t,
+        hidden,
+        conf_weight,
+        float(conf_bias),
+        candidates,
+        tokens,
+        logits,
+        conf,
+        next_offset,
+    )
     return DraftStepResult(tokens, logits, conf, next_offset)

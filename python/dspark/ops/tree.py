@@ -16,7 +16,9 @@ from dspark._checks import check_tensor
 __all__ = ["SGLangTree", "tree_attention_mask", "tree_from_choices", "tree_from_sglang"]
 
 
-def tree_from_choices(choices: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+def tree_from_choices(
+    choices: Sequence[Sequence[int]],
+) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     """Build ``parents`` from Medusa/EAGLE ``choices`` (vLLM ``speculative_token_tree``).
 
     Parameters
@@ -71,7 +73,9 @@ class SGLangTree(NamedTuple):
     order: torch.Tensor
 
 
-def tree_from_sglang(retrive_next_token: torch.Tensor, retrive_next_sibling: torch.Tensor) -> SGLangTree:
+def tree_from_sglang(
+    retrive_next_token: torch.Tensor, retrive_next_sibling: torch.Tensor
+) -> SGLangTree:
     """Convert SGLang's first-child / next-sibling trees to ``parents`` form.
 
     Parameters
@@ -85,7 +89,9 @@ def tree_from_sglang(retrive_next_token: torch.Tensor, retrive_next_sibling: tor
         Nodes in depth-first pre-order (a topological order that keeps sibling order).
     """
     check_tensor("retrive_next_token", retrive_next_token, shape=(None, None))
-    check_tensor("retrive_next_sibling", retrive_next_sibling, shape=tuple(retrive_next_token.shape))
+    check_tensor(
+        "retrive_next_sibling", retrive_next_sibling, shape=tuple(retrive_next_token.shape)
+    )
     nxt = retrive_next_token.cpu().tolist()
     sib = retrive_next_sibling.cpu().tolist()
     b, n1 = retrive_next_token.shape
@@ -118,7 +124,9 @@ def tree_from_sglang(retrive_next_token: torch.Tensor, retrive_next_sibling: tor
             )
         order.append(list(local))
     indptr = torch.arange(0, b + 1, dtype=torch.int32) * (n1 - 1)
-    return SGLangTree(torch.tensor(parents, dtype=torch.int32), indptr, torch.tensor(order, dtype=torch.int64))
+    return SGLangTree(
+        torch.tensor(parents, dtype=torch.int32), indptr, torch.tensor(order, dtype=torch.int64)
+    )
 
 
 def tree_attention_mask(
@@ -160,7 +168,9 @@ def tree_attention_mask(
         for i in range(n):
             p = (i - 1) if par is None else par[n0 + i]
             if not -1 <= p < i:
-                raise ValueError(f"parents: expected -1 <= parents[i] < i, got parents[{n0 + i}] = {p}")
+                raise ValueError(
+                    f"parents: expected -1 <= parents[i] < i, got parents[{n0 + i}] = {p}"
+                )
             dense[row + 1 + i] = dense[row + 1 + p]
             dense[row + 1 + i, 1 + i] = True
         row += n + 1

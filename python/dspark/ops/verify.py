@@ -89,7 +89,9 @@ class VerifyResult(NamedTuple):
             path=buf[(3 + w) * r : (3 + w + d) * r].view(r, d),
             last_row=buf[(3 + w + d) * r :],
             next_offset=torch.empty(r, dtype=torch.int64, device=device),
-            logprobs=torch.empty(r, d + 1, dtype=torch.float32, device=device) if logprobs else None,
+            logprobs=torch.empty(r, d + 1, dtype=torch.float32, device=device)
+            if logprobs
+            else None,
         )
 
 
@@ -275,19 +277,34 @@ def verify_batch(
     if seed is None:
         seed = torch.randint(0, 2**62, (num_req,), generator=generator, dtype=torch.int64)
     seed_t = as_request_tensor("seed", seed, num_req, torch.int64, dev)
-    offset_t = as_request_tensor("offset", 0 if offset is None else offset, num_req, torch.int64, dev)
+    offset_t = as_request_tensor(
+        "offset", 0 if offset is None else offset, num_req, torch.int64, dev
+    )
 
     if validate != "none" and dev.type == "cuda":  # on the CPU the native entry checks these
         t = temperature_t
-        _check_range("temperature", t, None if t is None else (t >= 0) & torch.isfinite(t),
-                     "finite values >= 0")
+        _check_range(
+            "temperature",
+            t,
+            None if t is None else (t >= 0) & torch.isfinite(t),
+            "finite values >= 0",
+        )
         _check_range("top_k", top_k_t, None if top_k_t is None else top_k_t >= 0, "values >= 0")
-        _check_range("top_p", top_p_t, None if top_p_t is None else (top_p_t > 0) & (top_p_t <= 1),
-                     "values in (0, 1]")
-        _check_range("min_p", min_p_t, None if min_p_t is None else (min_p_t >= 0) & (min_p_t < 1),
-                     "values in [0, 1)")
-        _check_range("max_emit", max_emit_t, None if max_emit_t is None else max_emit_t >= 0,
-                     "values >= 0")
+        _check_range(
+            "top_p",
+            top_p_t,
+            None if top_p_t is None else (top_p_t > 0) & (top_p_t <= 1),
+            "values in (0, 1]",
+        )
+        _check_range(
+            "min_p",
+            min_p_t,
+            None if min_p_t is None else (min_p_t >= 0) & (min_p_t < 1),
+            "values in [0, 1)",
+        )
+        _check_range(
+            "max_emit", max_emit_t, None if max_emit_t is None else max_emit_t >= 0, "values >= 0"
+        )
     need_depth = max_depth is None
     depth = 0
     if need_depth or (validate != "none" and dev.type == "cuda"):
@@ -295,7 +312,9 @@ def verify_batch(
         # here it yields the depth and covers CUDA inputs, whose indices are copied to the host.
         cpu = torch.device("cpu")
         depth = _C.check_verify_structure(
-            draft_tokens.to(cpu), draft_indptr.to(cpu), None if parents is None else parents.to(cpu),
+            draft_tokens.to(cpu),
+            draft_indptr.to(cpu),
+            None if parents is None else parents.to(cpu),
             vocab,
         )
     if validate == "full":
@@ -309,12 +328,34 @@ def verify_batch(
 
     res = out if out is not None else VerifyResult.empty(num_req, max_depth, dev, return_logprobs)
     if return_logprobs and res.logprobs is None:
-        raise ValueError("out: return_logprobs=True needs out.logprobs (VerifyResult.empty(..., logprobs=True))")
+        raise ValueError(
+            "out: return_logprobs=True needs out.logprobs (VerifyResult.empty(..., logprobs=True))"
+        )
     _C.verify_batch(
-        target, draft_tokens, draft_indptr, parents, draft_q, q_kind, _SAMPLING[draft_sampling],
-        temperature_t, top_k_t, top_p_t, min_p_t, seed_t, offset_t, max_emit_t, bool(target_is_probs),
-        int(max_depth), res.accept_len, res.num_emitted, res.tokens, res.final_token,
-        res.final_is_bonus, res.path, res.last_row, res.next_offset,
+        target,
+        draft_tokens,
+        draft_indptr,
+        parents,
+        draft_q,
+        q_kind,
+        _SAMPLING[draft_sampling],
+        temperature_t,
+        top_k_t,
+        top_p_t,
+        min_p_t,
+        seed_t,
+        offset_t,
+        max_emit_t,
+        bool(target_is_probs),
+        int(max_depth),
+        res.accept_len,
+        res.num_emitted,
+        res.tokens,
+        res.final_token,
+        res.final_is_bonus,
+        res.path,
+        res.last_row,
+        res.next_offset,
         res.logprobs if return_logprobs else None,
     )
     return res if return_logprobs or res.logprobs is None else res._replace(logprobs=None)

@@ -39,9 +39,14 @@ def _save_tokens(path: Path, tokens: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def build_target(out_dir: str | Path, *, cfg: TargetTrainConfig | None = None,
-                 budget_seconds: float | None = None, max_files: int | None = None,
-                 progress: bool = True) -> dict:
+def build_target(
+    out_dir: str | Path,
+    *,
+    cfg: TargetTrainConfig | None = None,
+    budget_seconds: float | None = None,
+    max_files: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Corpus -> tokenizer -> token stream -> target training (each stage reused when present)."""
     cfg = cfg or TargetTrainConfig()
     out = Path(out_dir)
@@ -60,8 +65,14 @@ def build_target(out_dir: str | Path, *, cfg: TargetTrainConfig | None = None,
     if len(tok) > cfg.vocab_size:
         raise ValueError(f"tokenizer has {len(tok)} tokens but cfg.vocab_size is {cfg.vocab_size}")
     tokens = load_tokens(out / "tokens.npz")
-    record = train_target(out / "target", cfg, tokens, budget_seconds=budget_seconds,
-                          eos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"), progress=progress)
-    record["train_tokens_available"] = int(len(tokens))
+    record = train_target(
+        out / "target",
+        cfg,
+        tokens,
+        budget_seconds=budget_seconds,
+        eos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
+        progress=progress,
+    )
+    record["train_tokens_available"] = len(tokens)
     (out / "target" / "status.json").write_text(json.dumps(record, indent=1))
     return record

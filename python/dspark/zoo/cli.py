@@ -11,8 +11,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     zsub = p.add_subparsers(dest="zoo_command", required=True, metavar="STEP")
     t = zsub.add_parser("target", help="corpus, tokenizer and target LM (resumable)")
     t.add_argument("--out", default="zoo_build", help="output directory (default: zoo_build)")
-    t.add_argument("--budget-minutes", type=float, default=None,
-                   help="stop (after a checkpoint) when this much time has passed; rerun to resume")
+    t.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="stop (after a checkpoint) when this much time has passed; rerun to resume",
+    )
     t.add_argument("--steps", type=int, default=None, help="total training steps")
     t.set_defaults(func=run_target)
 

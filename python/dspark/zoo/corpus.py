@@ -20,7 +20,9 @@ class Corpus:
     train: dict[str, list[str]]
     heldout: dict[str, list[str]]
 
-    def write_prompts(self, path: str | Path, domain: str, *, num: int, chars: int, seed: int = 0) -> None:
+    def write_prompts(
+        self, path: str | Path, domain: str, *, num: int, chars: int, seed: int = 0
+    ) -> None:
         """Held-out prompts in the ``{"turns": [...]}`` JSONL format (a document's opening)."""
         import random
 
@@ -63,8 +65,9 @@ def _heldout(key: str, fraction: float) -> bool:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32 < fraction
 
 
-def build_corpus(root: str | None = None, *, heldout_fraction: float = 0.05,
-                 max_files: int | None = None) -> Corpus:
+def build_corpus(
+    root: str | None = None, *, heldout_fraction: float = 0.05, max_files: int | None = None
+) -> Corpus:
     """Collect code (source files) and prose (docstrings and pydoc topics) from the stdlib."""
     train: dict[str, list[str]] = {"code": [], "prose": []}
     heldout: dict[str, list[str]] = {"code": [], "prose": []}

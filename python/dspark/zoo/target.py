@@ -45,11 +45,19 @@ def qwen3_config(cfg: TargetTrainConfig, eos_token_id: int = 0):
     from transformers import Qwen3Config
 
     return Qwen3Config(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        head_dim=cfg.head_dim, intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=4 * cfg.seq_len, tie_word_embeddings=True, rope_theta=10000.0,
-        bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=eos_token_id,
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=4 * cfg.seq_len,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
     )
 
 
@@ -57,7 +65,7 @@ def tokenize_docs(docs: list[str], tokenizer, eos_id: int) -> np.ndarray:
     """One uint16 token stream: documents separated by end-of-text."""
     ids: list[int] = []
     for i in range(0, len(docs), 256):
-        for enc in tokenizer(docs[i:i + 256], add_special_tokens=False)["input_ids"]:
+        for enc in tokenizer(docs[i : i + 256], add_special_tokens=False)["input_ids"]:
             ids.extend(enc)
             ids.append(eos_id)
     return np.asarray(ids, dtype=np.uint16)
@@ -73,7 +81,9 @@ def _lr(step: int, cfg: TargetTrainConfig) -> float:
 def _batch(tokens: np.ndarray, step: int, cfg: TargetTrainConfig) -> torch.Tensor:
     rng = np.random.default_rng([cfg.seed, step])
     starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, size=cfg.batch_size)
-    return torch.from_numpy(np.stack([tokens[s:s + cfg.seq_len + 1] for s in starts]).astype(np.int64))
+    return torch.from_numpy(
+        np.stack([tokens[s : s + cfg.seq_len + 1] for s in starts]).astype(np.int64)
+    )
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -82,9 +92,16 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_target(out_dir: str | Path, cfg: TargetTrainConfig, tokens: np.ndarray, *,
-                 budget_seconds: float | None = None, stop_after: int | None = None,
-                 eos_token_id: int = 0, progress: bool = True) -> dict:
+def train_target(
+    out_dir: str | Path,
+    cfg: TargetTrainConfig,
+    tokens: np.ndarray,
+    *,
+    budget_seconds: float | None = None,
+    stop_after: int | None = None,
+    eos_token_id: int = 0,
+    progress: bool = True,
+) -> dict:
     """Train (or resume training) the zoo target; returns the training record.
 
     Stops early when ``budget_seconds`` have passed or after ``stop_after`` steps in this call;
@@ -103,21 +120,38 @@ def train_target(out_dir: str | Path, cfg: TargetTrainConfig, tokens: np.ndarray
     model = Qwen3ForCausalLM(qwen3_config(cfg, eos_token_id))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
     step, losses, elapsed = 0, [], 0.0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("config") != asdict(cfg):
-            raise ValueError(f"{ckpt_path}: checkpoint was written with another config; "
-                             "use a new output directory")
+            raise ValueError(
+                f"{ckpt_path}: checkpoint was written with another config; "
+                "use a new output directory"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
 
     def save() -> None:
-        _atomic_torch_save({"config": asdict(cfg), "model": model.state_dict(), "optim": opt.state_dict(),
-                            "step": step, "losses": losses, "elapsed": elapsed}, ckpt_path)
+        _atomic_torch_save(
+            {
+                "config": asdict(cfg),
+                "model": model.state_dict(),
+                "optim": opt.state_dict(),
+                "step": step,
+                "losses": losses,
+                "elapsed": elapsed,
+            },
+            ckpt_path,
+        )
 
     t0 = time.monotonic()
     last = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
@@ -146,12 +180,19 @@ def train_target(out_dir: str | Path, cfg: TargetTrainConfig, tokens: np.ndarray
     bar.close()
     elapsed += time.monotonic() - t0
     save()
-    record = {"config": asdict(cfg), "steps": step, "tokens_seen": step * cfg.batch_size * cfg.seq_len,
-              "final_loss": float(np.mean(losses[-50:])) if losses else None,
-              "train_seconds": elapsed, "done": step >= cfg.total_steps}
+    record = {
+        "config": asdict(cfg),
+        "steps": step,
+        "tokens_seen": step * cfg.batch_size * cfg.seq_len,
+        "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        "train_seconds": elapsed,
+        "done": step >= cfg.total_steps,
+    }
     if record["done"]:
         model.to(torch.bfloat16).save_pretrained(out / "model", safe_serialization=True)
         tmp = out / "train_record.json.tmp"
-        tmp.write_text(json.dumps({**record, "loss_curve": losses[:: max(1, len(losses) // 200)]}, indent=1))
+        tmp.write_text(
+            json.dumps({**record, "loss_curve": losses[:: max(1, len(losses) // 200)]}, indent=1)
+        )
         os.replace(tmp, out / "train_record.json")
     return record
