@@ -8,4 +8,5 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "dspark native core (torch-free; tensors cross as DLPack)";
   dspark::bindings::register_info(m);
   dspark::bindings::register_verify(m);
+  dspark::bindings::register_attention(m);
 }

@@ -6,4 +6,5 @@
 namespace dspark::bindings {
 void register_info(pybind11::module_& m);
 void register_verify(pybind11::module_& m);
+void register_attention(pybind11::module_& m);
 }  // namespace dspark::bindings

@@ -2,6 +2,7 @@
 // Layer: cpu/. Run-time ISA dispatch: kernels are compiled for baseline x86-64 and for AVX2; both
 // are built without FP contraction, so they return bit-identical results.
 #include "cpu/verify.h"
+#include "cpu/verify_attention.h"
 
 namespace dspark::cpu {
 
@@ -21,6 +22,13 @@ void verify_batch(const VerifyParams& P) {
   if (has_avx2()) return cpu_avx2::verify_batch(P);
 #endif
   cpu_generic::verify_batch(P);
+}
+
+void verify_attention(const VerifyAttentionParams& P) {
+#if defined(DSPARK_HAVE_AVX2_VARIANT)
+  if (has_avx2()) return cpu_avx2::verify_attention(P);
+#endif
+  cpu_generic::verify_attention(P);
 }
 
 }  // namespace dspark::cpu

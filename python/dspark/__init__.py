@@ -12,6 +12,8 @@ import torch  # noqa: F401
 
 from dspark._backend import backends, cuda_available
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
+from dspark.ops.tree import tree_positions, tree_query_layout
+from dspark.ops.verify_attention import verify_attention
 from dspark.ops.verify import VerifyResult, verify_batch
 
 __version__ = "0.1.0"
@@ -24,5 +26,8 @@ __all__ = [
     "tree_attention_mask",
     "tree_from_choices",
     "tree_from_sglang",
+    "tree_positions",
+    "tree_query_layout",
+    "verify_attention",
     "verify_batch",
 ]

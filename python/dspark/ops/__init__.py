@@ -1,12 +1,17 @@
 """Public ops (thin, documented wrappers over the native core)."""
 
 from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
+from dspark.ops.tree import tree_positions, tree_query_layout
 from dspark.ops.verify import VerifyResult, verify_batch
+from dspark.ops.verify_attention import verify_attention
 
 __all__ = [
     "VerifyResult",
     "tree_attention_mask",
     "tree_from_choices",
     "tree_from_sglang",
+    "tree_positions",
+    "tree_query_layout",
+    "verify_attention",
     "verify_batch",
 ]
