@@ -148,13 +148,27 @@ def test_tree_query_layout_matches_verify_batch_mask():
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("kernel", ["simt", "mma"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_verify_attention_cuda_matches_cpu(case: AttnCase, dtype):
+def test_verify_attention_cuda_matches_cpu(case: AttnCase, dtype, kernel):
+    if kernel == "mma" and (dtype == torch.float32 or not dspark.backends()["cutlass"]):
+        pytest.skip("the tensor-core kernel needs bf16/f16 and a CUTLASS build")
     case = AttnCase(**{**case.__dict__, "dtype": dtype})
     cpu = make_inputs(case)
     gpu = make_inputs(case, device="cuda")
     o_cpu, l_cpu = dspark.verify_attention(**cpu, return_lse=True)
-    o_gpu, l_gpu = dspark.verify_attention(**gpu, return_lse=True)
+    o_gpu, l_gpu = dspark.verify_attention(**gpu, return_lse=True, cuda_kernel=kernel)
     assert_close_to_ref(o_gpu.cpu(), l_gpu.cpu(), cpu)
     torch.testing.assert_close(l_gpu.cpu(), l_cpu, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.cuda
+def test_verify_attention_cuda_split_kv_long_prefix():
+    """One request with a long prefix forces several KV splits and the combine step."""
+    case = AttnCase((5,), (6000,), heads=8, kv_heads=2, head_dim=128, dtype=torch.bfloat16)
+    cpu = make_inputs(case, seed=11)
+    gpu = make_inputs(case, seed=11, device="cuda")
+    for kernel in ("simt", "mma") if dspark.backends()["cutlass"] else ("simt",):
+        o, lse = dspark.verify_attention(**gpu, return_lse=True, cuda_kernel=kernel)
+        assert_close_to_ref(o.cpu(), lse.cpu(), cpu)
