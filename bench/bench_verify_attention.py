@@ -11,21 +11,36 @@ out; "% of copy peak" compares them with the measured copy bandwidth (read + wri
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
+from tests.reference.verify_attention import dense_verify_mask, verify_attention_sdpa
 
 import dspark
 from bench._harness import Table, time_ms
-from tests.reference.verify_attention import dense_verify_mask, verify_attention_sdpa
 
 
 def random_tree(n: int, g: torch.Generator) -> list[int]:
     """Anchor (query 0) plus n - 1 nodes, each under a random earlier node (bushy near the top)."""
-    return [-1] + [int(torch.randint(0, max(1, i // 2 + 1), (1,), generator=g)) for i in range(1, n)]
+    return [-1] + [
+        int(torch.randint(0, max(1, i // 2 + 1), (1,), generator=g)) for i in range(1, n)
+    ]
 
 
-def make_case(R: int, prefix: int, n: int, H: int, Hk: int, D: int, dtype: torch.dtype, tree: bool,
-              page_size: int = 16, seed: int = 0):
+def make_case(
+    R: int,
+    prefix: int,
+    n: int,
+    H: int,
+    Hk: int,
+    D: int,
+    dtype: torch.dtype,
+    tree: bool,
+    page_size: int = 16,
+    seed: int = 0,
+):
     g = torch.Generator().manual_seed(seed)
     L = prefix + n
     pages = (L + page_size - 1) // page_size
@@ -45,33 +60,69 @@ def make_case(R: int, prefix: int, n: int, H: int, Hk: int, D: int, dtype: torch
     v = v_cache[rows, slots % page_size].permute(0, 2, 1, 3).contiguous()
     mask = dense_verify_mask(par, n, L)[None, None].expand(R, 1, n, L).contiguous()
     qb = q.view(R, n, H, D).transpose(1, 2).contiguous()  # [R, H, n, D]
-    ours = dict(q=q, k_cache=k_cache, v_cache=v_cache, qo_indptr=qo_indptr, block_table=block_table,
-                kv_len=kv_len, parents=parents)
+    ours = dict(
+        q=q,
+        k_cache=k_cache,
+        v_cache=v_cache,
+        qo_indptr=qo_indptr,
+        block_table=block_table,
+        kv_len=kv_len,
+        parents=parents,
+    )
     return ours, (qb, k, v, mask)
+
+
+def cpu_time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> float:
+    """Median process CPU time of fn() in ms: robust on a shared machine, valid for 1 thread."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.process_time()
+        fn()
+        times.append((time.process_time() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small shapes, few iterations")
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu = process CPU time (use with --threads 1 on a loaded machine)",
+    )
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    timer = time_ms if args.clock == "wall" else cpu_time_ms
     iters = 3 if args.quick else 10
     R, prefix = (4, 256) if args.quick else (32, 2048)
     H, Hk, D = 32, 8, 128
     cases = [("chain n=8", 8, False), ("tree n=64", 64, True)]
-    table = Table(f"verify_attention vs SDPA + dense mask (R={R}, prefix={prefix}, H={H}, Hk={Hk}, D={D})")
+    table = Table(
+        f"verify_attention vs SDPA + dense mask (R={R}, prefix={prefix}, H={H}, Hk={Hk}, D={D}; "
+        f"{args.clock} clock)"
+    )
     for dtype in (torch.float32, torch.bfloat16):
         for name, n, tree in cases:
             ours, base = make_case(R, prefix, n, H, Hk, D, dtype, tree)
             out = dspark.verify_attention(**ours)
             ref = verify_attention_sdpa(*base)
             err = (out.float() - ref.transpose(1, 2).reshape(out.shape).float()).abs().max().item()
-            ref_ms = time_ms(lambda base=base: verify_attention_sdpa(*base), iters=iters)
-            ours_ms = time_ms(lambda ours=ours: dspark.verify_attention(**ours), iters=iters)
+            ref_ms = timer(lambda base=base: verify_attention_sdpa(*base), iters=iters)
+            ours_ms = timer(lambda ours=ours: dspark.verify_attention(**ours), iters=iters)
             elt = torch.finfo(dtype).bits // 8
             L = prefix + n
             nbytes = R * L * Hk * D * 2 * elt + 2 * R * n * H * D * elt
-            table.add(f"{str(dtype).removeprefix('torch.')} {name} (max err {err:.1e})", ref_ms,
-                      ours_ms, nbytes)
+            table.add(
+                f"{str(dtype).removeprefix('torch.')} {name} (max err {err:.1e})",
+                ref_ms,
+                ours_ms,
+                nbytes,
+            )
     table.print()
 
 

@@ -26,7 +26,8 @@ void verify_batch(const VerifyParams& P) {
 
 void verify_attention(const VerifyAttentionParams& P) {
 #if defined(DSPARK_HAVE_AVX2_VARIANT)
-  if (has_avx2()) return cpu_avx2::verify_attention(P);
+  static const bool fma = __builtin_cpu_supports("fma");  // its micro-kernels use FMA
+  if (has_avx2() && fma) return cpu_avx2::verify_attention(P);
 #endif
   cpu_generic::verify_attention(P);
 }

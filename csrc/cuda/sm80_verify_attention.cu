@@ -85,9 +85,9 @@ __global__ void __launch_bounds__(kThreads)
   int32_t* row_first = row_depth + kBlockM;  // first visible prefix slot (window)
 
   const int G = P.num_heads / P.num_kv_heads;
-  const int r = blockIdx.y / P.num_kv_heads, kvh = blockIdx.y % P.num_kv_heads;
+  const int r = blockIdx.x / P.num_kv_heads, kvh = blockIdx.x % P.num_kv_heads;
   const int q0 = P.qo_indptr[r], n = P.qo_indptr[r + 1] - q0;
-  const int m0 = blockIdx.x * kBlockM;
+  const int m0 = blockIdx.y * kBlockM;
   if (m0 >= n * G) return;  // whole CTA
   const int kvl = P.kv_len[r], prefix = kvl - n;
   const int32_t* par = P.parents ? P.parents + q0 : nullptr;
@@ -140,12 +140,14 @@ __global__ void __launch_bounds__(kThreads)
   auto thr = mma.get_slice(threadIdx.x);
   Tensor tSsQ = thr.partition_A(sQ);
   Tensor tSrQ = thr.partition_fragment_A(sQ);
+  // K, P and V fragments are staged one k-slice (16 wide) at a time: every warp needs the whole
+  // B operand, which would not fit in registers at once.
   Tensor tSsK = thr.partition_B(sK);
-  Tensor tSrK = thr.partition_fragment_B(sK);
+  Tensor tSrK = make_fragment_like(thr.partition_fragment_B(sK)(_, _, 0));
   Tensor tOsP = thr.partition_A(sP);
-  Tensor tOrP = thr.partition_fragment_A(sP);
+  Tensor tOrP = make_fragment_like(thr.partition_fragment_A(sP)(_, _, 0));
   Tensor tOsV = thr.partition_B(sVt);
-  Tensor tOrV = thr.partition_fragment_B(sVt);
+  Tensor tOrV = make_fragment_like(thr.partition_fragment_B(sVt)(_, _, 0));
   Tensor tSsP = thr.partition_C(sP);
   Tensor tScS = thr.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
   Tensor tOcO = thr.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kD>>{}));
@@ -170,8 +172,11 @@ __global__ void __launch_bounds__(kThreads)
 
     Tensor acc_s = partition_fragment_C(mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     clear(acc_s);
-    copy(tSsK, tSrK);
-    gemm(mma, tSrQ, tSrK, acc_s);
+    CUTE_UNROLL
+    for (int k = 0; k < size<2>(tSsK); ++k) {
+      copy(tSsK(_, _, k), tSrK);
+      gemm(mma, tSrQ(_, _, k), tSrK, acc_s);
+    }
 
     // ---- scale, cap, mask; per-row tile max
     float tile_max[2] = {kNegInf, kNegInf};
@@ -212,9 +217,12 @@ __global__ void __launch_bounds__(kThreads)
     for (int e = 0; e < size(acc_o); ++e) acc_o(e) *= alpha[(get<0>(tOcO(e)) >> 3) & 1];
     __syncthreads();
 
-    copy(tOsP, tOrP);
-    copy(tOsV, tOrV);
-    gemm(mma, tOrP, tOrV, acc_o);
+    CUTE_UNROLL
+    for (int k = 0; k < size<2>(tOsP); ++k) {
+      copy(tOsP(_, _, k), tOrP);
+      copy(tOsV(_, _, k), tOrV);
+      gemm(mma, tOrP, tOrV, acc_o);
+    }
     __syncthreads();  // the next tile overwrites sK, sV and sP
   }
 
@@ -268,8 +276,9 @@ bool launch(const VerifyAttentionParams& P, const SplitWorkspace& ws, cudaStream
   DSPARK_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   const int G = P.num_heads / P.num_kv_heads;
-  const dim3 grid((int64_t(P.max_qo_len) * G + kBlockM - 1) / kBlockM,
-                  P.num_requests * P.num_kv_heads, ws.num_splits);
+  // x: request * kv head (up to 2^31 - 1), y: row blocks, z: KV splits.
+  const dim3 grid(P.num_requests * P.num_kv_heads,
+                  (int64_t(P.max_qo_len) * G + kBlockM - 1) / kBlockM, ws.num_splits);
   kernel<<<grid, kThreads, bytes, stream>>>(P, ws);
   DSPARK_CUDA_CHECK(cudaGetLastError());
   return true;

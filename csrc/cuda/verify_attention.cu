@@ -26,15 +26,15 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-/// Grid: x = row blocks of kWarps rows (row = query * G + head in group), y = request * Hk + kv
-/// head, z = KV split. Each warp owns one row; lane l holds elements [l * E, l * E + E) of D.
+/// Grid: x = request * Hk + kv head, y = row blocks of kWarps rows (row = query * G + head in
+/// group), z = KV split. Each warp owns one row; lane l holds elements [l * E, l * E + E) of D.
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32)
     verify_attention_simt_kernel(const VerifyAttentionParams P, const SplitWorkspace ws) {
   constexpr int E = D / 32;
   const int G = P.num_heads / P.num_kv_heads;
-  const int r = blockIdx.y / P.num_kv_heads, kvh = blockIdx.y % P.num_kv_heads;
-  const int lane = threadIdx.x & 31, row = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int r = blockIdx.x / P.num_kv_heads, kvh = blockIdx.x % P.num_kv_heads;
+  const int lane = threadIdx.x & 31, row = blockIdx.y * kWarps + (threadIdx.x >> 5);
   const int q0 = P.qo_indptr[r], n = P.qo_indptr[r + 1] - q0;
   if (row >= n * G) return;  // whole warp leaves together
   const int i = row / G, h = kvh * G + row % G, t = q0 + i;
@@ -135,8 +135,8 @@ SplitWorkspace plan_splits(const VerifyAttentionParams& P, int num_sms) {
 void launch_verify_attention_simt(const VerifyAttentionParams& P, const SplitWorkspace& ws,
                                   cudaStream_t stream) {
   const int G = P.num_heads / P.num_kv_heads;
-  const dim3 grid((int64_t(P.max_qo_len) * G + kWarps - 1) / kWarps,
-                  P.num_requests * P.num_kv_heads, ws.num_splits);
+  const dim3 grid(P.num_requests * P.num_kv_heads,
+                  (int64_t(P.max_qo_len) * G + kWarps - 1) / kWarps, ws.num_splits);
   DSPARK_DISPATCH_FLOAT(P.dtype, T, [&] {
     switch (P.head_dim) {
       case 64: verify_attention_simt_kernel<T, 64><<<grid, kWarps * 32, 0, stream>>>(P, ws); break;

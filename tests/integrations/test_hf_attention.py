@@ -18,9 +18,16 @@ transformers = pytest.importorskip("transformers")
 
 
 def tiny_model(kind: str):
-    common = dict(vocab_size=128, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                  max_position_embeddings=512)
+    common = dict(
+        vocab_size=128,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=512,
+    )
     if kind == "qwen3":
         cfg = transformers.Qwen3Config(**common)
         model = transformers.Qwen3ForCausalLM(cfg)
@@ -51,14 +58,18 @@ def test_hf_tree_verification_matches_dense_mask(kind):
         # Reference: SDPA with a dense additive 4-D mask [B, 1, q, prefix + q].
         anc = dspark.tree_attention_mask(parents.view(-1), qo_indptr=qo_indptr, layout="dense")
         visible = torch.cat([torch.ones(B, q, prefix, dtype=torch.bool), anc.view(B, q, q)], dim=-1)
-        mask = torch.zeros(B, 1, q, prefix + q).masked_fill(~visible[:, None], torch.finfo(torch.float32).min)
-        ref = model(draft, past_key_values=copy.deepcopy(cache), position_ids=pos,
-                    attention_mask=mask).logits
+        mask = torch.zeros(B, 1, q, prefix + q).masked_fill(
+            ~visible[:, None], torch.finfo(torch.float32).min
+        )
+        ref = model(
+            draft, past_key_values=copy.deepcopy(cache), position_ids=pos, attention_mask=mask
+        ).logits
 
         name = register_hf_attention()
         model.set_attn_implementation(name)
-        ours = model(draft, past_key_values=copy.deepcopy(cache), position_ids=pos,
-                     dspark_parents=parents).logits
+        ours = model(
+            draft, past_key_values=copy.deepcopy(cache), position_ids=pos, dspark_parents=parents
+        ).logits
         # The causal default (no parents) equals the chain reading of the same tokens.
         chain = model(draft, past_key_values=copy.deepcopy(cache)).logits
         model.set_attn_implementation("sdpa")

@@ -33,15 +33,24 @@ def test_verify_attention_matches_reference(case: AttnCase, dtype):
     case = AttnCase(**{**case.__dict__, "dtype": dtype})
     inp = make_inputs(case)
     out, lse = dspark.verify_attention(**inp, return_lse=True)
-    assert out.dtype == dtype and out.shape == inp["q"].shape and lse.dtype == torch.float32
+    assert out.dtype == dtype
+    assert out.shape == inp["q"].shape
+    assert lse.dtype == torch.float32
     assert_close_to_ref(out, lse, inp)
 
 
 @pytest.mark.parametrize("ratio", [1, 4, 8])
 @pytest.mark.parametrize("page_size", [1, 16, 64])
 def test_verify_attention_gqa_and_page_sizes(ratio, page_size):
-    case = AttnCase((4, 9, 1), (37, 0, 130), heads=8, kv_heads=8 // ratio, head_dim=64,
-                    page_size=page_size, dtype=torch.bfloat16)
+    case = AttnCase(
+        (4, 9, 1),
+        (37, 0, 130),
+        heads=8,
+        kv_heads=8 // ratio,
+        head_dim=64,
+        page_size=page_size,
+        dtype=torch.bfloat16,
+    )
     inp = make_inputs(case, seed=ratio * 100 + page_size)
     out, lse = dspark.verify_attention(**inp, return_lse=True)
     assert_close_to_ref(out, lse, inp)
@@ -51,7 +60,9 @@ def test_verify_attention_gqa_and_page_sizes(ratio, page_size):
 def test_verify_attention_soft_cap_and_window(cap, window):
     inp = make_inputs(AttnCase((6, 3, 11), (50, 4, 70), head_dim=128), seed=3)
     inp["q"] = inp["q"] * 4  # large logits so the cap matters
-    out, lse = dspark.verify_attention(**inp, return_lse=True, logits_soft_cap=cap, window_left=window)
+    out, lse = dspark.verify_attention(
+        **inp, return_lse=True, logits_soft_cap=cap, window_left=window
+    )
     assert_close_to_ref(out, lse, inp, logits_soft_cap=cap, window_left=window)
 
 
@@ -74,7 +85,7 @@ def test_verify_attention_matches_sdpa_dense_mask():
     inp = make_inputs(case, seed=6)
     out = dspark.verify_attention(**inp)
     par = inp["parents"].tolist()
-    for r, (n, pre) in enumerate(zip(case.qo_lens, case.prefix_lens)):
+    for r, (n, pre) in enumerate(zip(case.qo_lens, case.prefix_lens, strict=True)):
         L, q0 = n + pre, sum(case.qo_lens[:r])
         slots = torch.arange(L)
         pages = inp["block_table"][r, slots // case.page_size].long()
@@ -91,9 +102,14 @@ def test_verify_attention_batch_invariant():
     inp = make_inputs(case, seed=7)
     full = dspark.verify_attention(**inp)
     r, q0, n = 1, 3, 7
-    solo = {**inp, "q": inp["q"][q0 : q0 + n], "qo_indptr": torch.tensor([0, n], dtype=torch.int32),
-            "block_table": inp["block_table"][r : r + 1], "kv_len": inp["kv_len"][r : r + 1],
-            "parents": inp["parents"][q0 : q0 + n]}
+    solo = {
+        **inp,
+        "q": inp["q"][q0 : q0 + n],
+        "qo_indptr": torch.tensor([0, n], dtype=torch.int32),
+        "block_table": inp["block_table"][r : r + 1],
+        "kv_len": inp["kv_len"][r : r + 1],
+        "parents": inp["parents"][q0 : q0 + n],
+    }
     assert torch.equal(dspark.verify_attention(**solo), full[q0 : q0 + n])
 
 
@@ -132,7 +148,22 @@ def test_tree_helpers_match_reference():
             while par[q0 + a] >= 0:
                 a, d = par[q0 + a], d + 1
             assert int(pos[q0 + i]) == kv[r] - n + d
-    assert dspark.tree_positions(None, ip, torch.tensor(kv)).tolist() == [7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert dspark.tree_positions(None, ip, torch.tensor(kv)).tolist() == [
+        7,
+        8,
+        9,
+        10,
+        11,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+    ]
 
 
 def test_tree_query_layout_matches_verify_batch_mask():
@@ -157,7 +188,7 @@ def test_verify_attention_cuda_matches_cpu(case: AttnCase, dtype, kernel):
     case = AttnCase(**{**case.__dict__, "dtype": dtype})
     cpu = make_inputs(case)
     gpu = make_inputs(case, device="cuda")
-    o_cpu, l_cpu = dspark.verify_attention(**cpu, return_lse=True)
+    _, l_cpu = dspark.verify_attention(**cpu, return_lse=True)
     o_gpu, l_gpu = dspark.verify_attention(**gpu, return_lse=True, cuda_kernel=kernel)
     assert_close_to_ref(o_gpu.cpu(), l_gpu.cpu(), cpu)
     torch.testing.assert_close(l_gpu.cpu(), l_cpu, atol=1e-3, rtol=1e-4)

@@ -21,8 +21,10 @@ class AttnCase:
     dtype: torch.dtype = torch.float32
 
     def __str__(self) -> str:
-        return (f"qo{list(self.qo_lens)}-pre{list(self.prefix_lens)}-H{self.heads}/{self.kv_heads}"
-                f"-D{self.head_dim}-ps{self.page_size}-{self.parents}")
+        return (
+            f"qo{list(self.qo_lens)}-pre{list(self.prefix_lens)}-H{self.heads}/{self.kv_heads}"
+            f"-D{self.head_dim}-ps{self.page_size}-{self.parents}"
+        )
 
 
 def random_parents(n: int, g: torch.Generator) -> list[int]:
@@ -33,7 +35,7 @@ def random_parents(n: int, g: torch.Generator) -> list[int]:
 def make_inputs(case: AttnCase, seed: int = 0, device: str | torch.device = "cpu") -> dict:
     g = torch.Generator().manual_seed(seed)
     R = len(case.qo_lens)
-    kv = [p + n for p, n in zip(case.prefix_lens, case.qo_lens)]
+    kv = [p + n for p, n in zip(case.prefix_lens, case.qo_lens, strict=True)]
     ps = case.page_size
     used = [(k + ps - 1) // ps for k in kv]
     max_pages = max(used, default=0) + 1  # one spare column: entries past kv_len are never read
@@ -50,15 +52,24 @@ def make_inputs(case: AttnCase, seed: int = 0, device: str | torch.device = "cpu
     k_cache = torch.randn(num_pages, ps, Hk, D, generator=g).to(case.dtype)
     v_cache = torch.randn(num_pages, ps, Hk, D, generator=g).to(case.dtype)
     if case.parents == "tree":
-        parents = torch.tensor(sum((random_parents(n, g) for n in case.qo_lens), []), dtype=torch.int32)
+        parents = torch.tensor(
+            sum((random_parents(n, g) for n in case.qo_lens), []), dtype=torch.int32
+        )
     elif case.parents == "chain":
-        parents = torch.tensor(sum((list(range(-1, n - 1)) for n in case.qo_lens), []), dtype=torch.int32)
+        parents = torch.tensor(
+            sum((list(range(-1, n - 1)) for n in case.qo_lens), []), dtype=torch.int32
+        )
     else:
         parents = None
     qo_indptr = torch.tensor([0, *torch.tensor(case.qo_lens).cumsum(0).tolist()], dtype=torch.int32)
     out = {
-        "q": q, "k_cache": k_cache, "v_cache": v_cache, "qo_indptr": qo_indptr,
-        "block_table": block_table, "kv_len": torch.tensor(kv, dtype=torch.int32), "parents": parents,
+        "q": q,
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "qo_indptr": qo_indptr,
+        "block_table": block_table,
+        "kv_len": torch.tensor(kv, dtype=torch.int32),
+        "parents": parents,
     }
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
 
@@ -66,7 +77,9 @@ def make_inputs(case: AttnCase, seed: int = 0, device: str | torch.device = "cpu
 CASES = [
     AttnCase((3, 0, 5, 1), (40, 7, 0, 99)),
     AttnCase((8, 8), (2048 - 8, 13), heads=32, kv_heads=8, head_dim=128, parents="causal"),
-    AttnCase((1, 1, 1), (17, 64, 200), heads=4, kv_heads=4, head_dim=128, page_size=1, parents="causal"),
+    AttnCase(
+        (1, 1, 1), (17, 64, 200), heads=4, kv_heads=4, head_dim=128, page_size=1, parents="causal"
+    ),
     AttnCase((7, 33, 2), (31, 65, 1), heads=8, kv_heads=1, head_dim=64, page_size=64),
     AttnCase((5, 12), (0, 77), heads=8, kv_heads=2, head_dim=256, page_size=16, parents="chain"),
     AttnCase((0, 0, 4), (3, 0, 129), heads=4, kv_heads=1, head_dim=64, page_size=1),

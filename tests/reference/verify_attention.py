@@ -47,7 +47,7 @@ def dense_verify_mask(
 
 
 def gather_kv(cache: torch.Tensor, block_table_row: torch.Tensor, kv_len: int) -> torch.Tensor:
-    """(kv_len, Hk, D): slot s lives at page block_table_row[s // page_size], offset s % page_size."""
+    """(kv_len, Hk, D): slot s is at page block_table_row[s // page_size], offset s % page_size."""
     page_size = cache.shape[1]
     rows = [cache[int(block_table_row[s // page_size]), s % page_size] for s in range(kv_len)]
     return torch.stack(rows) if rows else cache.new_zeros(0, *cache.shape[2:])

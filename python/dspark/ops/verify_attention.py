@@ -24,19 +24,43 @@ _CUDA_KERNELS = {"auto": 0, "simt": 1, "mma": 2}
 
 @overload
 def verify_attention(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, qo_indptr: torch.Tensor,
-    block_table: torch.Tensor, kv_len: torch.Tensor, *, parents: torch.Tensor | None = ...,
-    sm_scale: float | None = ..., logits_soft_cap: float | None = ..., window_left: int = ...,
-    return_lse: Literal[False] = ..., max_qo_len: int | None = ..., max_kv_len: int | None = ...,
-    validate: bool = ..., out: torch.Tensor | None = ..., cuda_kernel: str = ...,
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    qo_indptr: torch.Tensor,
+    block_table: torch.Tensor,
+    kv_len: torch.Tensor,
+    *,
+    parents: torch.Tensor | None = ...,
+    sm_scale: float | None = ...,
+    logits_soft_cap: float | None = ...,
+    window_left: int = ...,
+    return_lse: Literal[False] = ...,
+    max_qo_len: int | None = ...,
+    max_kv_len: int | None = ...,
+    validate: bool = ...,
+    out: torch.Tensor | None = ...,
+    cuda_kernel: str = ...,
 ) -> torch.Tensor: ...
 @overload
 def verify_attention(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, qo_indptr: torch.Tensor,
-    block_table: torch.Tensor, kv_len: torch.Tensor, *, parents: torch.Tensor | None = ...,
-    sm_scale: float | None = ..., logits_soft_cap: float | None = ..., window_left: int = ...,
-    return_lse: Literal[True], max_qo_len: int | None = ..., max_kv_len: int | None = ...,
-    validate: bool = ..., out: torch.Tensor | None = ..., cuda_kernel: str = ...,
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    qo_indptr: torch.Tensor,
+    block_table: torch.Tensor,
+    kv_len: torch.Tensor,
+    *,
+    parents: torch.Tensor | None = ...,
+    sm_scale: float | None = ...,
+    logits_soft_cap: float | None = ...,
+    window_left: int = ...,
+    return_lse: Literal[True],
+    max_qo_len: int | None = ...,
+    max_kv_len: int | None = ...,
+    validate: bool = ...,
+    out: torch.Tensor | None = ...,
+    cuda_kernel: str = ...,
 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -148,27 +172,40 @@ def verify_attention(
     r = qo_indptr.shape[0] - 1
     if r < 0:
         raise ValueError("qo_indptr: expected at least one element (R + 1), got 0")
-    check_tensor("block_table", block_table, dtypes=(torch.int32,), shape=(r, None), device=q.device)
+    check_tensor(
+        "block_table", block_table, dtypes=(torch.int32,), shape=(r, None), device=q.device
+    )
     check_tensor("kv_len", kv_len, dtypes=(torch.int32,), shape=(r,), device=q.device)
     if parents is not None:
         check_tensor("parents", parents, dtypes=(torch.int32,), shape=(t,), device=q.device)
         parents = parents.contiguous()
     if not (isinstance(window_left, int) and window_left >= -1):
-        raise ValueError(f"window_left: expected -1 (no window) or an int >= 0, got {window_left!r}")
+        raise ValueError(
+            f"window_left: expected -1 (no window) or an int >= 0, got {window_left!r}"
+        )
     cap = 0.0 if logits_soft_cap is None else float(logits_soft_cap)
     if not cap >= 0.0:
         raise ValueError(f"logits_soft_cap: expected None or >= 0, got {logits_soft_cap!r}")
     scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
     if cuda_kernel not in _CUDA_KERNELS:
         raise ValueError(f"cuda_kernel: expected 'auto', 'simt' or 'mma', got {cuda_kernel!r}")
-    qo_indptr, kv_len, block_table = qo_indptr.contiguous(), kv_len.contiguous(), block_table.contiguous()
+    qo_indptr, kv_len, block_table = (
+        qo_indptr.contiguous(),
+        kv_len.contiguous(),
+        block_table.contiguous(),
+    )
 
     if q.is_cuda:
         require_cuda("q")
         if validate or max_qo_len is None or max_kv_len is None:
             mq, mk = _C.check_verify_attention_indices(
-                qo_indptr.cpu(), block_table.cpu(), kv_len.cpu(),
-                None if parents is None else parents.cpu(), t, num_pages, page_size,
+                qo_indptr.cpu(),
+                block_table.cpu(),
+                kv_len.cpu(),
+                None if parents is None else parents.cpu(),
+                t,
+                num_pages,
+                page_size,
             )
             max_qo_len = mq if max_qo_len is None else max_qo_len
             max_kv_len = mk if max_kv_len is None else max_kv_len
@@ -178,9 +215,21 @@ def verify_attention(
         check_tensor("out", out, dtypes=(q.dtype,), shape=(t, h, d), device=q.device)
     lse = torch.empty(t, h, dtype=torch.float32, device=q.device) if return_lse else None
     _C.verify_attention(
-        q, k_cache, v_cache, qo_indptr, block_table, kv_len, parents, scale, cap, window_left,
-        -1 if max_qo_len is None else int(max_qo_len), -1 if max_kv_len is None else int(max_kv_len),
-        out, lse, _CUDA_KERNELS[cuda_kernel],
+        q,
+        k_cache,
+        v_cache,
+        qo_indptr,
+        block_table,
+        kv_len,
+        parents,
+        scale,
+        cap,
+        window_left,
+        -1 if max_qo_len is None else int(max_qo_len),
+        -1 if max_kv_len is None else int(max_kv_len),
+        out,
+        lse,
+        _CUDA_KERNELS[cuda_kernel],
     )
     if return_lse:
         assert lse is not None
