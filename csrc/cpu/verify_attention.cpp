@@ -143,11 +143,17 @@ inline void tile_step(const TaskView& V, int32_t t0, int nk, const float* Qt, fl
   }
   // ---- S^T = K Q^T (rows outer: a 16-row slice of Q^T and the K tile both stay in L1)
   // (4 keys x 24 rows per call: 12 independent FMA chains hide the FMA latency)
+  // (the last 32 rows go as 16 + 16 rather than 24 + 8: a lone 8-row block has too few chains)
   int m0 = 0;
-  for (; m0 + 24 <= Mp; m0 += 24)
-    for (int j = 0; j < nk4; j += 4) qk_block<3>(Kf, Qt, St, D, Mp, j, m0);
-  for (; m0 + 16 <= Mp; m0 += 16)
-    for (int j = 0; j < nk4; j += 4) qk_block<2>(Kf, Qt, St, D, Mp, j, m0);
+  while (Mp - m0 >= 16) {
+    if (Mp - m0 >= 24 && Mp - m0 != 32) {
+      for (int j = 0; j < nk4; j += 4) qk_block<3>(Kf, Qt, St, D, Mp, j, m0);
+      m0 += 24;
+    } else {
+      for (int j = 0; j < nk4; j += 4) qk_block<2>(Kf, Qt, St, D, Mp, j, m0);
+      m0 += 16;
+    }
+  }
   if (m0 < Mp)
     for (int j = 0; j < nk4; j += 4) qk_block<1>(Kf, Qt, St, D, Mp, j, m0);
   if (V.soft_cap > 0.0f) {
@@ -204,8 +210,16 @@ inline void tile_step(const TaskView& V, int32_t t0, int nk, const float* Qt, fl
   // ---- O += P V
   for (int d0 = 0; d0 < D; d0 += 16) {
     int r0 = 0;
-    for (; r0 + 6 <= M; r0 += 6) pv_block<6>(St, Vf, O, D, Mp, nk4, r0, d0);
-    for (; r0 + 4 <= M; r0 += 4) pv_block<4>(St, Vf, O, D, Mp, nk4, r0, d0);
+    while (M - r0 >= 4) {  // 6-row blocks, ending on 4-row ones instead of single rows
+      const int left = M - r0;
+      if (left >= 6 && left != 8) {
+        pv_block<6>(St, Vf, O, D, Mp, nk4, r0, d0);
+        r0 += 6;
+      } else {
+        pv_block<4>(St, Vf, O, D, Mp, nk4, r0, d0);
+        r0 += 4;
+      }
+    }
     for (; r0 < M; ++r0) pv_block<1>(St, Vf, O, D, Mp, nk4, r0, d0);
   }
 }
