@@ -103,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small shapes, few iterations")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument("--iters", type=int, default=None, help="timed runs per case (median)")
     ap.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -113,7 +114,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     timer = time_ms if args.clock == "wall" else cpu_time_ms
-    iters = 3 if args.quick else 10
+    iters = args.iters or (3 if args.quick else 10)
     R, prefix = (4, 256) if args.quick else (32, 2048)
     H, Hk, D = 32, 8, 128
     cases = [("decode n=1", 1, False), ("chain n=8", 8, False), ("tree n=64", 64, True)]

@@ -339,11 +339,18 @@ void run_task(const VerifyAttentionParams& P, int32_t r, int32_t kvh0, int32_t n
 }  // namespace
 
 void verify_attention(const VerifyAttentionParams& P) {
-  // Heads per task: the whole request when there are enough requests to keep every thread busy
-  // (4 tasks per thread), otherwise halve until there are (Hk is a multiple of the block).
+  // Heads per task: the whole request when its per-head Q^T and O (2 * D * Mp floats each)
+  // still fit in L2 together and there are enough requests to keep every thread busy (4 tasks per
+  // thread); otherwise halve (Hk is a multiple of the block). Many rows per head (big trees)
+  // therefore run one head per task, so Q^T and O stay cache-resident across KV tiles.
   const int64_t want = 4 * int64_t(num_threads());
+  const int64_t rows = (int64_t(P.max_qo_len) * (P.num_heads / P.num_kv_heads) + 7) / 8 * 8;
+  const int64_t head_bytes = 2 * int64_t(P.head_dim) * rows * int64_t(sizeof(float));
+  constexpr int64_t kL2Budget = 256 << 10;
   int32_t nh = P.num_kv_heads;
-  while (nh % 2 == 0 && int64_t(P.num_requests) * (P.num_kv_heads / nh) < want) nh /= 2;
+  while (nh % 2 == 0 &&
+         (int64_t(P.num_requests) * (P.num_kv_heads / nh) < want || nh * head_bytes > kL2Budget))
+    nh /= 2;
   const int32_t blocks = P.num_kv_heads / nh;
   const int64_t tasks = int64_t(P.num_requests) * blocks;
   DSPARK_DISPATCH_FLOAT(P.dtype, T, [&] {
