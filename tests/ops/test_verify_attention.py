@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -128,6 +133,25 @@ def test_verify_attention_kv_view_strides():
     kv = torch.stack([inp["k_cache"], inp["v_cache"]], dim=1)
     out = dspark.verify_attention(**{**inp, "k_cache": kv[:, 0], "v_cache": kv[:, 1]})
     assert torch.equal(out, dspark.verify_attention(**inp))
+
+
+def test_verify_attention_generic_isa_matches_reference():
+    """The baseline (non-AVX2) build of the CPU kernel, forced in a subprocess, is also correct."""
+    code = (
+        "import torch, dspark\n"
+        "from tests.ops.test_verify_attention import assert_close_to_ref\n"
+        "from tests.ops.verify_attention_cases import CASES, AttnCase, make_inputs\n"
+        "for c in (CASES[0], CASES[3], CASES[4]):\n"
+        "    for dt in (torch.float32, torch.bfloat16):\n"
+        "        inp = make_inputs(AttnCase(**{**c.__dict__, 'dtype': dt}))\n"
+        "        out, lse = dspark.verify_attention(**inp, return_lse=True)\n"
+        "        assert_close_to_ref(out, lse, inp)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DSPARK_CPU_ISA": "generic", "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_tree_helpers_match_reference():
