@@ -10,4 +10,5 @@ PYBIND11_MODULE(_C, m) {
   dspark::bindings::register_verify(m);
   dspark::bindings::register_draft(m);
   dspark::bindings::register_scheduler(m);
+  dspark::bindings::register_attention(m);
 }

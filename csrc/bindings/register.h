@@ -8,4 +8,5 @@ void register_info(pybind11::module_& m);
 void register_verify(pybind11::module_& m);
 void register_draft(pybind11::module_& m);
 void register_scheduler(pybind11::module_& m);
+void register_attention(pybind11::module_& m);
 }  // namespace dspark::bindings

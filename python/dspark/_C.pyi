@@ -4,7 +4,7 @@ dspark native core (torch-free; tensors cross as DLPack)
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['LoadMonitor', 'PrefixScheduler', 'SpsTable', 'built_with_cuda', 'built_with_cutlass', 'built_with_openmp', 'check_verify_structure', 'cpu_isa', 'cpu_num_threads', 'cuda_archs', 'cuda_device_count', 'draft_step', 'verify_batch']
+__all__: list[str] = ['LoadMonitor', 'PrefixScheduler', 'SpsTable', 'built_with_cuda', 'built_with_cutlass', 'built_with_openmp', 'check_verify_attention_indices', 'check_verify_structure', 'cpu_isa', 'cpu_num_threads', 'cuda_archs', 'cuda_device_count', 'draft_step', 'verify_attention', 'verify_batch']
 class SpsTable:
     """
     Step-rate curve SPS(B); see dspark.SpsTable.
@@ -77,6 +77,10 @@ class PrefixScheduler:
     @property
     def early_stop(self) -> bool:
         ...
+def check_verify_attention_indices(qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any, num_tokens: typing.SupportsInt | typing.SupportsIndex, num_pages: typing.SupportsInt | typing.SupportsIndex, page_size: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int]:
+    """
+    Checks host index tensors of verify_attention; returns (max_qo_len, max_kv_len).
+    """
 def check_verify_structure(draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any, vocab_size: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     O(N) structural checks of host index tensors; returns the deepest tree depth.
@@ -96,6 +100,10 @@ def cuda_device_count() -> tuple[int, int, str]:
 def draft_step(base_logits: typing.Any, w1: typing.Any, w2: typing.Any, anchors: typing.Any, temperature: typing.Any, seed: typing.Any, offset: typing.Any, hidden: typing.Any, conf_weight: typing.Any, conf_bias: typing.SupportsFloat | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, tokens: typing.Any, draft_logits: typing.Any, confidence: typing.Any, next_offset: typing.Any, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Low-level fused draft step on preallocated outputs; use dspark.draft_step.
+    """
+def verify_attention(q: typing.Any, k_cache: typing.Any, v_cache: typing.Any, qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any, sm_scale: typing.SupportsFloat | typing.SupportsIndex, soft_cap: typing.SupportsFloat | typing.SupportsIndex, window_left: typing.SupportsInt | typing.SupportsIndex, max_qo_len: typing.SupportsInt | typing.SupportsIndex, max_kv_len: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, lse: typing.Any, cuda_kernel: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """
+    Low-level verify_attention on preallocated outputs; use dspark.verify_attention.
     """
 def verify_batch(target: typing.Any, draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any, draft_q: typing.Any, q_kind: typing.SupportsInt | typing.SupportsIndex, sampling: typing.SupportsInt | typing.SupportsIndex, temperature: typing.Any, top_k: typing.Any, top_p: typing.Any, min_p: typing.Any, seed: typing.Any, offset: typing.Any, max_emit: typing.Any, target_is_probs: bool, max_depth: typing.SupportsInt | typing.SupportsIndex, accept_len: typing.Any, num_emitted: typing.Any, tokens: typing.Any, final_token: typing.Any, final_is_bonus: typing.Any, path: typing.Any, last_row: typing.Any, next_offset: typing.Any, logprobs: typing.Any, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """

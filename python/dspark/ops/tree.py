@@ -13,7 +13,14 @@ import torch
 
 from dspark._checks import check_tensor
 
-__all__ = ["SGLangTree", "tree_attention_mask", "tree_from_choices", "tree_from_sglang"]
+__all__ = [
+    "SGLangTree",
+    "tree_attention_mask",
+    "tree_from_choices",
+    "tree_from_sglang",
+    "tree_positions",
+    "tree_query_layout",
+]
 
 
 def tree_from_choices(
@@ -129,57 +136,175 @@ def tree_from_sglang(
     )
 
 
-def tree_attention_mask(
-    parents: torch.Tensor | None,
-    draft_indptr: torch.Tensor,
-    layout: Literal["qlen_bitpacked", "dense"] = "qlen_bitpacked",
-) -> torch.Tensor:
-    """Ancestor masks over each request's query tokens ``[anchor, node_0, ..., node_{n-1}]``.
+def tree_query_layout(
+    parents: torch.Tensor | None, draft_indptr: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert :func:`verify_batch`'s node layout to :func:`verify_attention`'s query layout.
 
-    Query ``j`` is visible to query ``i`` when ``j`` is ``i`` or one of its ancestors (the anchor
-    is every node's ancestor); the KV prefix is always visible and not part of the mask.
+    A verification forward runs ``[anchor, node_0, ..., node_{n-1}]`` per request; this makes the
+    anchor query 0 (parent -1) and shifts every node's parent by one (a root node's parent becomes
+    the anchor).
 
     Parameters
     ----------
     parents : Tensor (N,) int32, optional
-        As in :func:`verify_batch`; None = chains (causal).
+        Local parent per draft node (-1 = the anchor); None = chains.
     draft_indptr : Tensor (R + 1,) int32
-    layout : {"qlen_bitpacked", "dense"}
-        "qlen_bitpacked": int32 words, bit ``j % 32`` of word ``j // 32`` of row ``i``;
-        "dense": bool.
 
     Returns
     -------
-    Tensor (N + R, W) int32 or (N + R, Q) bool
-        One row per query token (requests concatenated), ``Q`` = the largest request's query
-        count and ``W = ceil(Q / 32)``.
+    query_parents : Tensor (N + R,) int32
+        Local parent per query token (-1 for each anchor).
+    qo_indptr : Tensor (R + 1,) int32
+        ``draft_indptr[r] + r``: request r owns queries ``[qo_indptr[r], qo_indptr[r + 1])``.
+
+    Examples
+    --------
+    >>> qp, ip = tree_query_layout(torch.tensor([-1, -1, 0], dtype=torch.int32),
+    ...                            torch.tensor([0, 3], dtype=torch.int32))
+    >>> qp.tolist(), ip.tolist()
+    ([-1, 0, 0, 1], [0, 4])
     """
-    if layout not in ("qlen_bitpacked", "dense"):
-        raise ValueError(f"layout: expected 'qlen_bitpacked' or 'dense', got {layout!r}")
     check_tensor("draft_indptr", draft_indptr, shape=(None,))
     ip = draft_indptr.cpu().tolist()
     par = None if parents is None else parents.cpu().tolist()
-    q_max = max((ip[r + 1] - ip[r] + 1 for r in range(len(ip) - 1)), default=1)
-    dense = torch.zeros(ip[-1] + len(ip) - 1, q_max, dtype=torch.bool)
-    row = 0
+    out: list[int] = []
     for r in range(len(ip) - 1):
         n0, n = ip[r], ip[r + 1] - ip[r]
-        dense[row, 0] = True
+        out.append(-1)
         for i in range(n):
             p = (i - 1) if par is None else par[n0 + i]
             if not -1 <= p < i:
                 raise ValueError(
                     f"parents: expected -1 <= parents[i] < i, got parents[{n0 + i}] = {p}"
                 )
-            dense[row + 1 + i] = dense[row + 1 + p]
-            dense[row + 1 + i, 1 + i] = True
-        row += n + 1
-    dense = dense.to(draft_indptr.device)
+            out.append(p + 1)
+    qo_indptr = draft_indptr.cpu().to(torch.int32) + torch.arange(len(ip), dtype=torch.int32)
+    return (
+        torch.tensor(out, dtype=torch.int32, device=draft_indptr.device),
+        qo_indptr.to(draft_indptr.device),
+    )
+
+
+def tree_attention_mask(
+    parents: torch.Tensor | None,
+    draft_indptr: torch.Tensor | None = None,
+    layout: Literal["qlen_bitpacked", "dense"] = "qlen_bitpacked",
+    *,
+    qo_indptr: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Ancestor masks over each request's query tokens (the compact mask of verification attention).
+
+    Query ``j`` is visible to query ``i`` when ``j`` is ``i`` or one of its ancestors; the KV prefix
+    is always visible and not part of the mask. Two layouts of ``parents`` are accepted:
+
+    - ``draft_indptr`` (:func:`verify_batch`'s layout): per draft node, -1 = the anchor; the
+      queries are ``[anchor, node_0, ..., node_{n-1}]`` (the anchor is every node's ancestor).
+    - ``qo_indptr=`` (:func:`verify_attention`'s layout): per query token, -1 = no parent among
+      the queries (sees only the prefix and itself).
+
+    Parameters
+    ----------
+    parents : Tensor (N,) or (T,) int32, optional
+        Local parents; None = chains (causal).
+    draft_indptr : Tensor (R + 1,) int32, optional
+    layout : {"qlen_bitpacked", "dense"}
+        "qlen_bitpacked": int32 words, bit ``j % 32`` of word ``j // 32`` of row ``i``;
+        "dense": bool.
+    qo_indptr : Tensor (R + 1,) int32, optional
+        Give this instead of ``draft_indptr`` for per-query parents.
+
+    Returns
+    -------
+    Tensor (T, W) int32 or (T, Q) bool
+        One row per query token (requests concatenated; ``T = N + R`` in the draft layout), ``Q``
+        = the largest request's query count and ``W = ceil(Q / 32)``.
+
+    Examples
+    --------
+    >>> ip = torch.tensor([0, 3], dtype=torch.int32)
+    >>> tree_attention_mask(torch.tensor([-1, 0, 0], dtype=torch.int32), qo_indptr=ip).tolist()
+    [[1], [3], [5]]
+    """
+    if layout not in ("qlen_bitpacked", "dense"):
+        raise ValueError(f"layout: expected 'qlen_bitpacked' or 'dense', got {layout!r}")
+    if (draft_indptr is None) == (qo_indptr is None):
+        raise ValueError("tree_attention_mask: give exactly one of draft_indptr and qo_indptr")
+    if draft_indptr is not None:
+        parents, qo_indptr = tree_query_layout(parents, draft_indptr)
+    assert qo_indptr is not None
+    check_tensor("qo_indptr", qo_indptr, shape=(None,))
+    ip = qo_indptr.cpu().tolist()
+    par = None if parents is None else parents.cpu().tolist()
+    q_max = max((ip[r + 1] - ip[r] for r in range(len(ip) - 1)), default=1)
+    dense = torch.zeros(ip[-1], max(q_max, 1), dtype=torch.bool)
+    for r in range(len(ip) - 1):
+        q0, n = ip[r], ip[r + 1] - ip[r]
+        for i in range(n):
+            p = (i - 1) if par is None else par[q0 + i]
+            if not -1 <= p < i:
+                raise ValueError(
+                    f"parents: expected -1 <= parents[i] < i, got parents[{q0 + i}] = {p}"
+                )
+            if p >= 0:
+                dense[q0 + i] = dense[q0 + p]
+            dense[q0 + i, i] = True
+    dense = dense.to(qo_indptr.device)
     if layout == "dense":
         return dense
-    words = (q_max + 31) // 32
+    words = (dense.shape[1] + 31) // 32
     padded = torch.zeros(dense.shape[0], words * 32, dtype=torch.int64, device=dense.device)
-    padded[:, :q_max] = dense.to(torch.int64)
+    padded[:, : dense.shape[1]] = dense.to(torch.int64)
     weights = torch.tensor([1 << b for b in range(32)], dtype=torch.int64, device=dense.device)
     packed = (padded.view(-1, words, 32) * weights).sum(-1)
     return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+
+
+def tree_positions(
+    parents: torch.Tensor | None, qo_indptr: torch.Tensor, kv_len: torch.Tensor
+) -> torch.Tensor:
+    """Logical positions (for RoPE) of verification queries: ``prefix_len + depth``.
+
+    Parameters
+    ----------
+    parents : Tensor (T,) int32, optional
+        Local parent per query token as in :func:`verify_attention` (-1 = depth 0); None = chains
+        (depth = index in the request).
+    qo_indptr : Tensor (R + 1,) int32
+    kv_len : Tensor (R,) int
+        Cached slots per request including its queries, so ``prefix_len = kv_len - qo_len``.
+
+    Returns
+    -------
+    Tensor (T,) int64
+        On the device of ``qo_indptr``; computed with tensor ops (no per-token Python loop).
+
+    Examples
+    --------
+    >>> tree_positions(torch.tensor([-1, 0, 0, 1], dtype=torch.int32),
+    ...                torch.tensor([0, 4], dtype=torch.int32), torch.tensor([10])).tolist()
+    [6, 7, 7, 8]
+    """
+    check_tensor("qo_indptr", qo_indptr, shape=(None,))
+    r = qo_indptr.shape[0] - 1
+    check_tensor("kv_len", kv_len, shape=(r,))
+    dev = qo_indptr.device
+    ip = qo_indptr.to(torch.int64)
+    qo_len = ip[1:] - ip[:-1]
+    t = int(ip[-1]) if r > 0 else 0
+    req = torch.repeat_interleave(torch.arange(r, device=dev), qo_len, output_size=t)
+    local = torch.arange(t, device=dev) - ip[:-1][req]
+    prefix = kv_len.to(device=dev, dtype=torch.int64) - qo_len
+    if parents is None:
+        return prefix[req] + local
+    check_tensor("parents", parents, shape=(t,))
+    p = parents.to(device=dev, dtype=torch.int64)
+    if bool(((p < -1) | (p >= local)).any()):
+        raise ValueError("parents: expected -1 <= parents[t] < local index of query t")
+    glob = torch.where(p >= 0, ip[:-1][req] + p, -1)
+    depth = torch.zeros(t, dtype=torch.int64, device=dev)
+    anc = glob
+    while bool((anc >= 0).any()):  # one step up the tree per pass: depth-many passes
+        depth += (anc >= 0).to(torch.int64)
+        anc = torch.where(anc >= 0, glob[anc.clamp(min=0)], -1)
+    return prefix[req] + depth

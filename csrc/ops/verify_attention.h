@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: Apache-2.0
+// Layer: ops/. Backend-neutral entry of verify_attention: checks, builds VerifyAttentionParams,
+// dispatches on the device.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "dspark/attention/params.h"
+#include "dspark/tensor_view.h"
+
+namespace dspark::ops {
+
+/// Every tensor verify_attention reads or writes (outputs are preallocated by the caller).
+struct VerifyAttentionArgs {
+  TensorView q, k_cache, v_cache, qo_indptr, block_table, kv_len;
+  std::optional<TensorView> parents;
+  float sm_scale = 1.0f;
+  float soft_cap = 0.0f;
+  int32_t window_left = -1;
+  int32_t cuda_kernel = 0;  // 0 = auto, 1 = plain CUDA, 2 = tensor cores (CUDA only)
+  // Largest qo_len / kv_len: needed to size CUDA grids without reading device memory. -1 lets the
+  // op compute them (host index tensors only).
+  int32_t max_qo_len = -1, max_kv_len = -1;
+  TensorView out;
+  std::optional<TensorView> lse;
+  int64_t stream = 0;  // cudaStream_t as an integer (CUDA only)
+};
+
+/// Runs verification attention (see python/dspark/ops/verify_attention.py for the contract).
+void verify_attention(const VerifyAttentionArgs& a);
+
+/// O(T + R * max_pages) checks of host index tensors against a cache of `num_pages` pages of
+/// `page_size` slots: indptr monotone, qo_len <= kv_len <= capacity, used page ids in range,
+/// parents topological. Returns (max_qo_len, max_kv_len).
+std::pair<int32_t, int32_t> check_verify_attention_indices(const TensorView& qo_indptr,
+                                                           const TensorView& block_table,
+                                                           const TensorView& kv_len,
+                                                           const std::optional<TensorView>& parents,
+                                                           int64_t num_tokens, int64_t num_pages,
+                                                           int64_t page_size);
+
+}  // namespace dspark::ops
