@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Table", "copy_bandwidth_gbs", "machine_line", "time_ms"]
+__all__ = [
+    "Table",
+    "add_timing_args",
+    "copy_bandwidth_gbs",
+    "cpu_time_ms",
+    "machine_line",
+    "time_ms",
+    "timer_from_args",
+]
 
 
 def time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> float:
@@ -28,6 +36,31 @@ def time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> fl
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def cpu_time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> float:
+    """Median process CPU time of fn() in ms: robust on a shared machine, valid for 1 thread."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.process_time()
+        fn()
+        times.append((time.process_time() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def add_timing_args(ap) -> None:
+    """--threads and --clock options shared by every benchmark."""
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu = process CPU time (use with --threads 1 on a loaded machine)")
+
+
+def timer_from_args(args) -> Callable[..., float]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return time_ms if args.clock == "wall" else cpu_time_ms
 
 
 _BW: float | None = None

@@ -13,7 +13,7 @@ import argparse
 import torch
 
 import dspark
-from bench._harness import Table, time_ms
+from bench._harness import Table, add_timing_args, timer_from_args
 
 
 def torch_loop(U, w1, w2, anchors, temperature):
@@ -31,7 +31,9 @@ def torch_loop(U, w1, w2, anchors, temperature):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    add_timing_args(ap)
     args = ap.parse_args()
+    time_ms = timer_from_args(args)
     shapes = [(64, 7, 151936, 256), (1, 7, 151936, 256)] if not args.quick else [(4, 3, 5000, 32)]
     table = Table("draft_step (vanilla Markov head, T=1)")
     for R, G, V, r in shapes:

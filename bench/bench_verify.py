@@ -14,7 +14,7 @@ import torch
 from tests.reference.verify_vectorized import verify_chain_torch, verify_tree_torch
 
 import dspark
-from bench._harness import Table, time_ms
+from bench._harness import Table, add_timing_args, timer_from_args
 
 
 def make_inputs(
@@ -60,7 +60,9 @@ def bytes_touched(res: dspark.VerifyResult, V: int, probs: bool, elt: int = 4) -
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
+    add_timing_args(ap)
     args = ap.parse_args()
+    time_ms = timer_from_args(args)
     shapes = [(16, 5, 32000), (32, 8, 128256), (64, 7, 151936)]
     trees = [(1, 4), (8, 4), (1, 64), (8, 64)]
     tree_v = 120000

@@ -13,15 +13,12 @@ out; "% of copy peak" compares them with the measured copy bandwidth (read + wri
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from tests.reference.verify_attention import dense_verify_mask, verify_attention_sdpa
 
 import dspark
-from bench._harness import Table, time_ms
+from bench._harness import Table, cpu_time_ms, time_ms
 
 
 def random_tree(n: int, g: torch.Generator) -> list[int]:
@@ -85,18 +82,6 @@ def sdpa_engine(q, k_cache, v_cache, block_table, mask, n, L, G):
     v = v_cache[rows, slots % ps].permute(0, 2, 1, 3).repeat_interleave(G, dim=1)
     qb = q.view(R, n, -1, q.shape[-1]).transpose(1, 2)
     return torch.nn.functional.scaled_dot_product_attention(qb, k, v, attn_mask=mask)
-
-
-def cpu_time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> float:
-    """Median process CPU time of fn() in ms: robust on a shared machine, valid for 1 thread."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.process_time()
-        fn()
-        times.append((time.process_time() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
