@@ -47,13 +47,13 @@ def make_inputs(
 
 
 def bytes_touched(res: dspark.VerifyResult, V: int, probs: bool, elt: int = 4) -> float:
+    """One statistics pass per visited logits row (probabilities need none), then one race pass:
+    over the bonus row, or over the target and draft rows where the last child was rejected."""
     total = 0.0
-    for k, bonus in zip(res.accept_len.tolist(), res.final_is_bonus.tolist()):
+    for k, bonus in zip(res.accept_len.tolist(), res.final_is_bonus.tolist(), strict=True):
         if not probs:
-            total += (k + 1) * V * elt  # statistics pass per visited row
-        total += (
-            V * elt if bonus else 2 * V * 2 * elt
-        )  # race on the bonus row | mass + race on p, q
+            total += (k + 1) * V * elt
+        total += V * elt if bonus else 2 * V * elt
     return total
 
 
