@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # command name -> module that defines it (imported lazily so `dspark --help` stays fast)
 _COMMANDS: dict[str, str] = {
     "info": "dspark.cli_info",
+    "eval": "dspark.cli_eval",
 }
 
 
