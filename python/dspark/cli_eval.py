@@ -1,4 +1,4 @@
-"""``dspark eval``: evaluate drafters on benchmark prompt files (see :func:`dspark.eval.evaluate`)."""
+"""``dspark eval``: evaluate drafters on prompt files (see :func:`dspark.eval.evaluate`)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-mode", choices=["cumulative", "per_position"], default="cumulative")
     p.add_argument("--no-baseline", action="store_true", help="skip target-only decoding")
     p.add_argument("--assistant", default=None, help="HF draft model directory (assisted peer)")
-    p.add_argument("--prompt-lookup", type=int, default=0, metavar="N",
-                   help="also time prompt-lookup decoding with N tokens (0: off)")
+    p.add_argument(
+        "--prompt-lookup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time prompt-lookup decoding with N tokens (0: off)",
+    )
     p.add_argument("--no-resume", action="store_true", help="recompute cached prompts")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     cols = ("benchmark", "method", "tau", "tokens_per_s", "speedup")
     print(" | ".join(cols))
     for row in report.table():
-        print(" | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c])
-                         for c in cols))
+        print(
+            " | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in cols)
+        )
     print(f"report: {Path(args.output) / 'report.md'}")
     return 0

@@ -75,8 +75,13 @@ def test_threshold_sweep_per_position_hand_computed():
 
 def test_records_from_rounds_splits_requests():
     stats = [
-        SimpleNamespace(requests=[0, 1], proposed=[2, 2], accepted=[2, 0], emitted=[3, 1],
-                        confidence=[[0.9, 0.8], [0.1, 0.2]]),
+        SimpleNamespace(
+            requests=[0, 1],
+            proposed=[2, 2],
+            accepted=[2, 0],
+            emitted=[3, 1],
+            confidence=[[0.9, 0.8], [0.1, 0.2]],
+        ),
         SimpleNamespace(requests=[1], proposed=[1], accepted=[1], emitted=[2], confidence=None),
     ]
     out = records_from_rounds(stats, 2)
@@ -103,3 +108,65 @@ def test_threshold_sweep_bad_input():
         threshold_sweep(ROUNDS, [1.5])
     with pytest.raises(ValueError, match="round record"):
         RoundRecord.from_json([1, 2])
+
+
+def test_threshold_replay_is_exact_per_round():
+    """The sweep's premise: verifying a prefix of length L of the same round (same Philox seed
+    and offset) accepts exactly min(accepted, L) drafts, because each verdict depends only on
+    its own position."""
+    import torch
+
+    from dspark import verify_batch
+
+    g, v, trials = 5, 16, 40
+    gen = torch.Generator().manual_seed(0)
+    for t in range(trials):
+        target = torch.randn(g + 1, v, generator=gen) * 2
+        draft_logits = target[:g] + torch.randn(g, v, generator=gen)
+        drafts = torch.multinomial(torch.softmax(draft_logits, -1), 1, generator=gen)[:, 0]
+        full = verify_batch(
+            target,
+            drafts,
+            torch.tensor([0, g], dtype=torch.int32),
+            draft_logits=draft_logits,
+            temperature=1.0,
+            seed=t,
+            offset=3,
+            max_depth=g,
+        )
+        a = int(full.accept_len[0])
+        for cut in range(g + 1):
+            part = verify_batch(
+                target[: cut + 1],
+                drafts[:cut],
+                torch.tensor([0, cut], dtype=torch.int32),
+                draft_logits=draft_logits[:cut],
+                temperature=1.0,
+                seed=t,
+                offset=3,
+                max_depth=max(cut, 1),
+            )
+            assert int(part.accept_len[0]) == min(a, cut), (t, cut)
+
+
+def test_records_from_a_real_run_match_generation_statistics():
+    """records_from_rounds + conditional_acceptance agree with GenerationOutput's own counters,
+    and DSpark rounds carry one confidence per verified draft."""
+    import torch
+
+    import dspark
+    from dspark.models import build_drafter
+    from tests._tiny import tiny_qwen3
+
+    target = tiny_qwen3(vocab=256, layers=2, logit_scale=20.0)
+    drafter = build_drafter("dspark", target, num_layers=1, markov_rank=16, block_size=4)
+    ids = torch.randint(0, 256, (3, 5))
+    out = dspark.generate(target, drafter, ids, max_new_tokens=10, seed=0)
+    recs = records_from_rounds(out.rounds, 3)
+    flat = [r for rs in recs for r in rs]
+    assert conditional_acceptance(flat, 4) == pytest.approx(out.position_acceptance(4), nan_ok=True)
+    assert acceptance_summary(flat, 4)["tau"] == pytest.approx(out.acceptance_length)
+    assert [sum(r.emitted for r in rs) + 1 for rs in recs] == out.num_generated.tolist()
+    assert all(
+        r.confidence is not None and len(r.confidence) == r.proposed for r in flat if r.proposed > 0
+    )

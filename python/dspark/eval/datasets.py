@@ -138,7 +138,9 @@ def load_prompts(
     return prompts
 
 
-def encode_prompt(prompt: Prompt, tokenizer: Any | None, *, chat_template: bool = True) -> list[int]:
+def encode_prompt(
+    prompt: Prompt, tokenizer: Any | None, *, chat_template: bool = True
+) -> list[int]:
     """Token ids of a prompt.
 
     Pre-tokenised prompts are returned as is. Text goes through the tokenizer's chat template

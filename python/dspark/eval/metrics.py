@@ -68,7 +68,9 @@ class RoundRecord:
     @classmethod
     def from_json(cls, row: Any) -> RoundRecord:
         if not isinstance(row, list) or len(row) != 4:
-            raise ValueError(f"round record: expected [proposed, accepted, emitted, conf], got {row!r}")
+            raise ValueError(
+                f"round record: expected [proposed, accepted, emitted, conf], got {row!r}"
+            )
         conf = None if row[3] is None else [float(c) for c in row[3]]
         return cls(int(row[0]), int(row[1]), int(row[2]), conf)
 

@@ -40,8 +40,12 @@ def save_plots(report: Any, root: Path) -> list[Path]:
             ax = fig.subplots()
             for m, r in drafters.items():
                 cond = r.acceptance["conditional"]
-                ax.plot(range(1, len(cond) + 1), cond, marker="o", label=f"{m} (tau "
-                        f"{r.acceptance['tau']:.2f})")
+                ax.plot(
+                    range(1, len(cond) + 1),
+                    cond,
+                    marker="o",
+                    label=f"{m} (tau {r.acceptance['tau']:.2f})",
+                )
             ax.set_xlabel("draft position k")
             ax.set_ylabel("P(accept k | accepted 1..k-1)")
             ax.set_ylim(0, 1.02)
@@ -63,8 +67,9 @@ def save_plots(report: Any, root: Path) -> list[Path]:
                 acc = np.array([min(x.accepted, g) for x in recs])
                 prop = np.array([min(x.proposed, g) for x in recs])
                 path = root / f"reliability_{_safe(bench)}_{_safe(m)}.png"
-                plot_reliability(conf, acc, path, temperatures=np.array(cal["temperatures"]),
-                                 proposed=prop)
+                plot_reliability(
+                    conf, acc, path, temperatures=np.array(cal["temperatures"]), proposed=prop
+                )
                 paths.append(path)
             if r.sweep:
                 t = [s["threshold"] for s in r.sweep]

@@ -184,8 +184,15 @@ class EvalReport:
 
     def to_markdown(self) -> str:
         """The results table, then per-benchmark acceptance, calibration and sweep tables."""
-        cols = ["benchmark", "method", "tau", "proposed", "acceptance_rate", "tokens_per_s",
-                "speedup"]
+        cols = [
+            "benchmark",
+            "method",
+            "tau",
+            "proposed",
+            "acceptance_rate",
+            "tokens_per_s",
+            "speedup",
+        ]
         out = ["# dspark evaluation", ""]
         cfg = self.config
         out.append(
@@ -202,27 +209,46 @@ class EvalReport:
                     continue
                 acc = r.acceptance
                 g = len(acc["conditional"])
-                out += ["", f"## {bench} / {m}", "",
-                        f"{acc['rounds']} rounds; verify rate {_fmt(acc['verify_rate'], 3)}.", "",
-                        "| position | " + " | ".join(str(k) for k in range(1, g + 1)) + " |",
-                        "|" + "---|" * (g + 1),
-                        "| conditional acceptance | "
-                        + " | ".join(_fmt(x, 3) for x in acc["conditional"]) + " |",
-                        "| cumulative survival | "
-                        + " | ".join(_fmt(x, 3) for x in acc["survival"]) + " |"]
+                out += [
+                    "",
+                    f"## {bench} / {m}",
+                    "",
+                    f"{acc['rounds']} rounds; verify rate {_fmt(acc['verify_rate'], 3)}.",
+                    "",
+                    "| position | " + " | ".join(str(k) for k in range(1, g + 1)) + " |",
+                    "|" + "---|" * (g + 1),
+                    "| conditional acceptance | "
+                    + " | ".join(_fmt(x, 3) for x in acc["conditional"])
+                    + " |",
+                    "| cumulative survival | "
+                    + " | ".join(_fmt(x, 3) for x in acc["survival"])
+                    + " |",
+                ]
                 cal = r.calibration
                 if cal and "before" in cal:
-                    out += ["", f"Confidence calibration, {cal['split']}:", "",
-                            "| position | " + " | ".join(map(str, cal["position"])) + " |",
-                            "|" + "---|" * (len(cal["position"]) + 1)]
+                    out += [
+                        "",
+                        f"Confidence calibration, {cal['split']}:",
+                        "",
+                        "| position | " + " | ".join(map(str, cal["position"])) + " |",
+                        "|" + "---|" * (len(cal["position"]) + 1),
+                    ]
                     for when in ("before", "after"):
                         for k in ("ece", "auc", "brier"):
-                            out.append(f"| {k.upper()} {when} STS | "
-                                       + " | ".join(_fmt(x, 3) for x in cal[when][k]) + " |")
+                            out.append(
+                                f"| {k.upper()} {when} STS | "
+                                + " | ".join(_fmt(x, 3) for x in cal[when][k])
+                                + " |"
+                            )
                 if r.sweep:
-                    out += ["", f"Threshold sweep ({cfg.get('threshold_mode')}):", "",
-                            "| threshold | drafts/step | accepted/step | rejected/step | "
-                            "tokens/step | acceptance rate |", "|---|---|---|---|---|---|"]
+                    out += [
+                        "",
+                        f"Threshold sweep ({cfg.get('threshold_mode')}):",
+                        "",
+                        "| threshold | drafts/step | accepted/step | rejected/step | "
+                        "tokens/step | acceptance rate |",
+                        "|---|---|---|---|---|---|",
+                    ]
                     for s in r.sweep:
                         out.append(
                             f"| {s['threshold']:.2f} | {_fmt(s['proposed'])} | "

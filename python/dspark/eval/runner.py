@@ -97,8 +97,10 @@ class EvalConfig:
         if unknown:
             raise ValueError(f"peers: expected names from {PEERS}, got {unknown}")
         if self.threshold_mode not in ("cumulative", "per_position"):
-            raise ValueError(f"threshold_mode: expected 'cumulative' or 'per_position', got "
-                             f"{self.threshold_mode!r}")
+            raise ValueError(
+                f"threshold_mode: expected 'cumulative' or 'per_position', got "
+                f"{self.threshold_mode!r}"
+            )
 
 
 @dataclass
@@ -223,7 +225,9 @@ def _methods(
     methods = [_Method(BASELINE, "baseline")] if cfg.baseline else []
     for name, d in drafters.items():
         if not isinstance(d, Drafter):
-            raise TypeError(f"drafters[{name!r}]: expected a dspark Drafter, got {type(d).__name__}")
+            raise TypeError(
+                f"drafters[{name!r}]: expected a dspark Drafter, got {type(d).__name__}"
+            )
         if name == BASELINE or name in PEERS:
             raise ValueError(f"drafters: the name {name!r} is reserved")
         methods.append(_Method(name, "drafter", d))
@@ -235,9 +239,7 @@ def _methods(
             methods.append(_Method("hf_assisted", peer, extra={"assistant_model": assistant_model}))
         elif peer == "prompt_lookup":
             n = int(cfg.prompt_lookup_num_tokens)
-            methods.append(
-                _Method("hf_prompt_lookup", peer, extra={"prompt_lookup_num_tokens": n})
-            )
+            methods.append(_Method("hf_prompt_lookup", peer, extra={"prompt_lookup_num_tokens": n}))
     return methods
 
 
@@ -297,8 +299,10 @@ def evaluate(
         for i, row in enumerate(b.ids):
             bad = [t for t in row if not 0 <= t < runner.vocab]
             if bad:
-                raise ValueError(f"prompts: {b.name} prompt {b.prompts[i].index} has token id "
-                                 f"{bad[0]} outside the target vocabulary [0, {runner.vocab})")
+                raise ValueError(
+                    f"prompts: {b.name} prompt {b.prompts[i].index} has token id "
+                    f"{bad[0]} outside the target vocabulary [0, {runner.vocab})"
+                )
     # Without resume the cache is still written (a later run may resume) but never read.
     cache = ResultCache(None if output_dir is None else Path(output_dir) / "cache")
     results: dict[str, dict[str, MethodResult]] = {}
@@ -308,9 +312,7 @@ def evaluate(
             payloads = _run_method(runner, cache, b, m, cfg, notes)
             if payloads is None:
                 continue
-            block = (
-                cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
-            )
+            block = cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
             results[b.name][m.name] = summarise_method(m.name, m.kind, payloads, block, cfg)
         base = results[b.name].get(BASELINE)
         for r in results[b.name].values():
@@ -372,7 +374,8 @@ def _run_method(
         for idx in batches:
             hits = [
                 cache.load(b.name, m.name, b.prompts[i].index, b.prompts[i].digest, fp)
-                if cfg.resume else None
+                if cfg.resume
+                else None
                 for i in idx
             ]
             if all(h is not None for h in hits):
