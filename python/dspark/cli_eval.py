@@ -112,11 +112,8 @@ def run(args: argparse.Namespace) -> int:
         config=cfg,
         plots=not args.no_plots,
     )
-    cols = ("benchmark", "method", "tau", "tokens_per_s", "speedup")
-    print(" | ".join(cols))
-    for row in report.table():
-        print(
-            " | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in cols)
-        )
+    print(report.format_table())
+    for note in report.notes:
+        print(f"note: {note}")
     print(f"report: {Path(args.output) / 'report.md'}")
     return 0

@@ -31,6 +31,8 @@ class MethodResult:
     tokens_per_s : float
     speedup : float
         tokens/s over target-only decoding on the same prompts (NaN without the baseline).
+    draft_seconds, verify_seconds : float
+        Of ``seconds``: drafting, and target forward + verification (drafters only).
     acceptance : dict, optional
         :func:`dspark.eval.acceptance_summary` (drafters only).
     calibration : dict, optional
@@ -46,6 +48,8 @@ class MethodResult:
     seconds: float
     tokens_per_s: float
     speedup: float = math.nan
+    draft_seconds: float = math.nan
+    verify_seconds: float = math.nan
     acceptance: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     sweep: list[dict[str, float]] | None = None
@@ -95,6 +99,8 @@ def summarise_method(
     res = MethodResult(name, kind, len(payloads), tokens, secs, tokens / secs if secs > 0 else 0.0)
     if kind != "drafter" or block is None:
         return res
+    res.draft_seconds = sum(float(p.get("draft_time", math.nan)) for p in payloads)
+    res.verify_seconds = sum(float(p.get("verify_time", math.nan)) for p in payloads)
     per_prompt = [[RoundRecord.from_json(r) for r in p["rounds"]] for p in payloads]
     flat = [r for recs in per_prompt for r in recs]
     res.records = flat
@@ -166,6 +172,22 @@ class EvalReport:
                 rows.append(macro)
         return rows
 
+    def format_table(self) -> str:
+        """:meth:`table` as aligned plain text (for terminals and demos)."""
+        cols = [
+            "benchmark",
+            "method",
+            "tau",
+            "proposed",
+            "acceptance_rate",
+            "tokens_per_s",
+            "speedup",
+        ]
+        cells = [cols] + [[_fmt(r[c]) for c in cols] for r in self.table()]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, Any]:
         return _clean(
             {
@@ -209,11 +231,17 @@ class EvalReport:
                     continue
                 acc = r.acceptance
                 g = len(acc["conditional"])
+                share = ""
+                if r.seconds > 0 and not math.isnan(r.draft_seconds):
+                    share = (
+                        f" Time: {100 * r.draft_seconds / r.seconds:.0f}% drafting, "
+                        f"{100 * r.verify_seconds / r.seconds:.0f}% target forward + verify."
+                    )
                 out += [
                     "",
                     f"## {bench} / {m}",
                     "",
-                    f"{acc['rounds']} rounds; verify rate {_fmt(acc['verify_rate'], 3)}.",
+                    f"{acc['rounds']} rounds; verify rate {_fmt(acc['verify_rate'], 3)}.{share}",
                     "",
                     "| position | " + " | ".join(str(k) for k in range(1, g + 1)) + " |",
                     "|" + "---|" * (g + 1),

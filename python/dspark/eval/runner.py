@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from dspark.eval.cache import ResultCache, fingerprint
+from dspark.eval.config import EvalConfig
 from dspark.eval.datasets import Prompt, encode_prompt, load_prompts
 from dspark.eval.metrics import RoundRecord, records_from_rounds
 from dspark.eval.peers import PEERS, hf_generate
@@ -30,77 +31,6 @@ from dspark.models.base import Drafter
 __all__ = ["BASELINE", "EvalConfig", "evaluate"]
 
 BASELINE = "target"  # method name of target-only decoding
-
-
-@dataclass
-class EvalConfig:
-    """Settings of an evaluation run (defaults: the reference protocol, scaled down).
-
-    Attributes
-    ----------
-    max_new_tokens : int
-        Per prompt (reference: 2048).
-    temperature : float
-        Target and drafts (reference 1.0; 0 = greedy).
-    seed : int
-        A batch starting at prompt index i is seeded with ``seed + i`` (reference: 980406).
-    batch_size : int
-        Prompts per batch (the reference is 1). Results depend on the batch composition, which
-        is fixed by the file order, so resumed runs reproduce them.
-    max_samples : int, optional
-        Prompts per file (random subset, reference: e.g. 500 for GSM8K).
-    num_draft_tokens : int, optional
-        Drafts per round (default: each drafter's block size).
-    thresholds : sequence of float
-        Static confidence thresholds for the sweep (drafters with a confidence head).
-    threshold_mode : {"cumulative", "per_position"}
-        Cut the proposal where the cumulative (dspark) or per-position (reference code)
-        confidence drops below the threshold.
-    baseline : bool
-        Time target-only decoding (``target.generate``) for the speedup column.
-    peers : sequence of {"assisted", "prompt_lookup"}
-        Hugging Face peers to time (batch size 1; skipped with a note when not applicable).
-    prompt_lookup_num_tokens : int
-    chat_template : bool
-        Format text prompts with the tokenizer's chat template when it has one.
-    resume : bool
-        Reuse valid cached per-prompt results in ``output_dir``.
-    progress : bool
-        tqdm progress bars.
-    warmup : bool
-        One short untimed generation per method before timing.
-    """
-
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    seed: int = 980406
-    batch_size: int = 1
-    max_samples: int | None = None
-    num_draft_tokens: int | None = None
-    thresholds: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    threshold_mode: str = "cumulative"
-    baseline: bool = True
-    peers: Sequence[str] = ()
-    prompt_lookup_num_tokens: int = 10
-    chat_template: bool = True
-    resume: bool = True
-    progress: bool = True
-    warmup: bool = True
-
-    def check(self) -> None:
-        for name in ("max_new_tokens", "batch_size", "prompt_lookup_num_tokens"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
-        unknown = [p for p in self.peers if p not in PEERS]
-        if unknown:
-            raise ValueError(f"peers: expected names from {PEERS}, got {unknown}")
-        if self.threshold_mode not in ("cumulative", "per_position"):
-            raise ValueError(
-                f"threshold_mode: expected 'cumulative' or 'per_position', got "
-                f"{self.threshold_mode!r}"
-            )
 
 
 @dataclass
@@ -143,6 +73,13 @@ def _benchmarks(
     return out
 
 
+def _sync(model: Any) -> None:
+    """Wait for queued GPU work so wall-clock intervals cover it (no-op on CPU)."""
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def _pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.int64)
@@ -169,8 +106,10 @@ class _Runner:
     ) -> list[dict[str, Any]]:
         max_new = max_new or self.cfg.max_new_tokens
         ids, mask = _pad_left(rows, self.pad)
+        _sync(self.target)
         t0 = time.perf_counter()
         records: list[list[RoundRecord]] | None = None
+        phases = None
         if m.kind == "drafter":
             gen = self._gens.get(m.name)
             if gen is None:
@@ -190,6 +129,11 @@ class _Runner:
                 )
             counts = out.num_generated.tolist()
             records = records_from_rounds(out.rounds, len(rows))
+            # Drafting vs target-forward + verification time (the rest: prefill, bookkeeping).
+            phases = (
+                sum(r.draft_time for r in out.rounds),
+                sum(r.verify_time for r in out.rounds),
+            )
         else:
             counts = hf_generate(
                 self.target,
@@ -202,6 +146,7 @@ class _Runner:
                 pad_token_id=self.pad,
                 **m.extra,
             )
+        _sync(self.target)
         elapsed = time.perf_counter() - t0
         total = max(sum(counts), 1)
         payloads = []
@@ -215,6 +160,9 @@ class _Runner:
             }
             if records is not None:
                 p["rounds"] = [r.to_json() for r in records[i]]
+            if phases is not None:
+                p["draft_time"] = phases[0] * n / total
+                p["verify_time"] = phases[1] * n / total
             payloads.append(p)
         return payloads
 
