@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-draft-tokens", type=int, default=None)
     p.add_argument("--thresholds", type=float, nargs="*", default=None)
     p.add_argument("--threshold-mode", choices=["cumulative", "per_position"], default="cumulative")
+    p.add_argument(
+        "--online-thresholds",
+        type=float,
+        nargs="*",
+        default=(),
+        help="also decode with these confidence thresholds (DSpark; wall-clock per threshold)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip target-only decoding")
     p.add_argument("--assistant", default=None, help="HF draft model directory (assisted peer)")
     p.add_argument(
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         max_samples=args.max_samples,
         num_draft_tokens=args.num_draft_tokens,
         threshold_mode=args.threshold_mode,
+        online_thresholds=tuple(args.online_thresholds),
         baseline=not args.no_baseline,
         peers=tuple(peers),
         prompt_lookup_num_tokens=max(args.prompt_lookup, 1),

@@ -182,3 +182,22 @@ def test_evaluate_bad_prompts(target, tmp_path):
     text.write_text('{"turns": ["hi"]}\n')
     with pytest.raises(ValueError, match="tokenizer"):
         evaluate(target, {}, [text], config=_cfg())
+
+
+def test_evaluate_online_thresholds(target, oracle, dspark_drafter, prompt_file):
+    rep = evaluate(
+        target,
+        {"oracle": oracle, "dspark": dspark_drafter},
+        [prompt_file],
+        config=_cfg(online_thresholds=(1.0,), baseline=False),
+    )
+    res = rep.results["bench"]
+    assert set(res) == {"oracle", "dspark", "dspark@1"}
+    # Threshold 1 keeps no draft of an untrained head (c_k < 1): plain target steps.
+    cut = res["dspark@1"]
+    assert cut.acceptance["proposed"] == 0.0
+    assert cut.acceptance["tau"] == 1.0
+    assert cut.sweep is None
+    assert any("oracle: no confidence head" in n for n in rep.notes)
+    with pytest.raises(ValueError, match="online_thresholds"):
+        evaluate(target, {}, [prompt_file], config=_cfg(online_thresholds=(2.0,)))

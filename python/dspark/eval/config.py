@@ -34,6 +34,10 @@ class EvalConfig:
     threshold_mode : {"cumulative", "per_position"}
         Cut the proposal where the cumulative (dspark) or per-position (reference code)
         confidence drops below the threshold.
+    online_thresholds : sequence of float
+        Also run each drafter that has a confidence head with the generator's
+        ``confidence_threshold=t`` (cumulative survival), as a method named ``"name@t"``: the
+        threshold sweep with wall-clock numbers.
     baseline : bool
         Time target-only decoding (``target.generate``) for the speedup column.
     peers : sequence of {"assisted", "prompt_lookup"}
@@ -57,6 +61,7 @@ class EvalConfig:
     num_draft_tokens: int | None = None
     thresholds: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     threshold_mode: str = "cumulative"
+    online_thresholds: Sequence[float] = ()
     baseline: bool = True
     peers: Sequence[str] = ()
     prompt_lookup_num_tokens: int = 10
@@ -71,6 +76,9 @@ class EvalConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not self.temperature >= 0:
             raise ValueError(f"temperature: expected >= 0, got {self.temperature}")
+        bad = [t for t in self.online_thresholds if not 0.0 <= float(t) <= 1.0]
+        if bad:
+            raise ValueError(f"online_thresholds: expected values in [0, 1], got {bad}")
         unknown = [p for p in self.peers if p not in PEERS]
         if unknown:
             raise ValueError(f"peers: expected names from {PEERS}, got {unknown}")

@@ -46,6 +46,9 @@ def save_plots(report: Any, root: Path) -> list[Path]:
                     marker="o",
                     label=f"{m} (tau {r.acceptance['tau']:.2f})",
                 )
+            ax.set_xticks(
+                range(1, max(len(r.acceptance["conditional"]) for r in drafters.values()) + 1)
+            )
             ax.set_xlabel("draft position k")
             ax.set_ylabel("P(accept k | accepted 1..k-1)")
             ax.set_ylim(0, 1.02)

@@ -114,7 +114,10 @@ class _Runner:
             gen = self._gens.get(m.name)
             if gen is None:
                 gen = SpeculativeGenerator(
-                    self.target, m.drafter, num_draft_tokens=self.cfg.num_draft_tokens
+                    self.target,
+                    m.drafter,
+                    num_draft_tokens=self.cfg.num_draft_tokens,
+                    confidence_threshold=m.extra.get("confidence_threshold"),
                 )
                 self._gens[m.name] = gen
             with torch.no_grad():
@@ -179,6 +182,12 @@ def _methods(
         if name == BASELINE or name in PEERS:
             raise ValueError(f"drafters: the name {name!r} is reserved")
         methods.append(_Method(name, "drafter", d))
+        if cfg.online_thresholds and getattr(d, "confidence", None) is None:
+            notes.append(f"{name}: no confidence head, online thresholds skipped")
+            continue
+        for t in cfg.online_thresholds:
+            extra = {"confidence_threshold": float(t)}
+            methods.append(_Method(f"{name}@{float(t):g}", "drafter", d, extra=extra))
     for peer in cfg.peers:
         if peer == "assisted":
             if assistant_model is None:
@@ -261,7 +270,10 @@ def evaluate(
             if payloads is None:
                 continue
             block = cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
-            results[b.name][m.name] = summarise_method(m.name, m.kind, payloads, block, cfg)
+            res = summarise_method(m.name, m.kind, payloads, block, cfg)
+            if "confidence_threshold" in m.extra:
+                res.sweep = None  # a replay sweep on already-cut proposals would mislead
+            results[b.name][m.name] = res
         base = results[b.name].get(BASELINE)
         for r in results[b.name].values():
             if base is not None and base.tokens_per_s > 0:
