@@ -105,3 +105,23 @@ def test_byte_tokenizer_stays_in_vocab():
     assert all(2 <= t < 50 for t in ids)
     with pytest.raises(ValueError, match="vocab_size"):
         ByteTokenizer(2, offset=1)
+
+
+def test_encode_prompt_with_a_real_hf_tokenizer_and_chat_template():
+    """The transformers API path (template rendered as text, then tokenised once)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "user": 3, "assistant": 4, "hello": 5, "there": 6}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", additional_special_tokens=["<s>", "</s>"]
+    )
+    tok.chat_template = (
+        "{% for m in messages %}<s> {{ m.role }} {{ m.content }} </s> {% endfor %}"
+        "{% if add_generation_prompt %}<s> assistant{% endif %}"
+    )
+    assert encode_prompt(Prompt(0, "hello there", None), tok) == [1, 3, 5, 6, 2, 1, 4]
+    tok.chat_template = None
+    assert encode_prompt(Prompt(0, "hello there", None), tok) == [5, 6]

@@ -201,3 +201,23 @@ def test_evaluate_online_thresholds(target, oracle, dspark_drafter, prompt_file)
     assert any("oracle: no confidence head" in n for n in rep.notes)
     with pytest.raises(ValueError, match="online_thresholds"):
         evaluate(target, {}, [prompt_file], config=_cfg(online_thresholds=(2.0,)))
+
+
+def test_evaluate_stop_tokens_counted_alike(prompt_file):
+    """With an EOS that greedy decoding reaches, target-only and speculative runs stop at the
+    same place (both count the EOS), so tokens/s compare like with like."""
+    from tests._tiny import greedy_reference
+    from tests.eval.conftest import BOS, BosOracle
+
+    tgt = tiny_qwen3(vocab=256, layers=2, logit_scale=20.0)
+    ref = greedy_reference(tgt, torch.tensor([[BOS, 5, 9, 17, 33]]), 6)[0, 5:].tolist()
+    tgt.generation_config.eos_token_id = ref[2]  # prompt 0 stops after 3 tokens
+    rep = evaluate(
+        tgt,
+        {"oracle": BosOracle(tgt, block_size=4)},
+        [prompt_file],
+        config=_cfg(temperature=0.0, max_new_tokens=6),
+    )
+    res = rep.results["bench"]
+    assert res["oracle"].new_tokens == res[BASELINE].new_tokens
+    assert res[BASELINE].new_tokens < 4 * 6
