@@ -221,3 +221,11 @@ def test_evaluate_stop_tokens_counted_alike(prompt_file):
     res = rep.results["bench"]
     assert res["oracle"].new_tokens == res[BASELINE].new_tokens
     assert res[BASELINE].new_tokens < 4 * 6
+
+
+def test_evaluate_cache_is_per_target(target, prompt_file, tmp_path):
+    out = tmp_path / "out"
+    evaluate(target, {}, [prompt_file], output_dir=out, config=_cfg(), plots=False)
+    other = tiny_qwen3(vocab=256, layers=2, logit_scale=20.0, seed=5)
+    rep = evaluate(other, {}, [prompt_file], output_dir=out, config=_cfg(), plots=False)
+    assert any("invalid cache" in n for n in rep.notes)

@@ -27,6 +27,7 @@ from dspark.eval.report import EvalReport, MethodResult, summarise_method
 from dspark.generation import SpeculativeGenerator
 from dspark.generation.inputs import _default_ids
 from dspark.models.base import Drafter
+from dspark.models.config import target_fingerprint
 
 __all__ = ["BASELINE", "EvalConfig", "evaluate"]
 
@@ -38,6 +39,7 @@ class _Bench:
     name: str
     prompts: list[Prompt]
     ids: list[list[int]]
+    digests: list[str]  # of the encoded ids: another tokenizer/template means other inputs
 
 
 @dataclass
@@ -69,7 +71,10 @@ def _benchmarks(
     for name, path in items:
         prompts = load_prompts(path, max_samples=cfg.max_samples, seed=cfg.seed)
         ids = [encode_prompt(p, tokenizer, chat_template=cfg.chat_template) for p in prompts]
-        out.append(_Bench(name, prompts, ids))
+        digests = [
+            fingerprint({"prompt": p.digest, "ids": r}) for p, r in zip(prompts, ids, strict=True)
+        ]
+        out.append(_Bench(name, prompts, ids, digests))
     return out
 
 
@@ -100,6 +105,12 @@ class _Runner:
         self.pad = pads[0]
         self.vocab = int(target.get_output_embeddings().weight.shape[0])
         self._gens: dict[str, SpeculativeGenerator] = {}
+        # Cached results belong to this target: its shape and a checksum of its LM head.
+        self.identity = {
+            **target_fingerprint(target.config),
+            "name": str(getattr(target.config, "_name_or_path", "")),
+            "lm_head": _weights_checksum(target.get_output_embeddings()),
+        }
 
     def run(
         self, m: _Method, rows: list[list[int]], seed: int, max_new: int | None = None
@@ -294,6 +305,14 @@ def _weights_checksum(module: torch.nn.Module) -> str:
     return f"{s:.12e}/{q:.12e}"
 
 
+def _model_identity(model: Any) -> str:
+    """Name and parameter checksum of a peer's helper model (repr for non-modules)."""
+    if not isinstance(model, torch.nn.Module):
+        return repr(type(model))
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", ""))
+    return f"{name}:{_weights_checksum(model)}"
+
+
 def _run_method(
     runner: _Runner,
     cache: ResultCache,
@@ -308,6 +327,7 @@ def _run_method(
     settings = {
         "method": m.name,
         "kind": m.kind,
+        "target": runner.identity,
         "drafter": None if m.drafter is None else m.drafter.config.to_dict(),
         # A retrained drafter under the same name and config must not reuse old results.
         "weights": None if m.drafter is None else _weights_checksum(m.drafter),
@@ -318,6 +338,9 @@ def _run_method(
         "num_draft_tokens": cfg.num_draft_tokens,
         "chat_template": cfg.chat_template,
         "extra": {k: v for k, v in m.extra.items() if k != "assistant_model"},
+        "assistant": None
+        if "assistant_model" not in m.extra
+        else _model_identity(m.extra["assistant_model"]),
     }
     fp = fingerprint(settings)
     batches = [list(range(s, min(s + bs, len(b.ids)))) for s in range(0, len(b.ids), bs)]
@@ -333,7 +356,7 @@ def _run_method(
     try:
         for idx in batches:
             hits = [
-                cache.load(b.name, m.name, b.prompts[i].index, b.prompts[i].digest, fp)
+                cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp)
                 if cfg.resume
                 else None
                 for i in idx
@@ -356,7 +379,7 @@ def _run_method(
                     return None
                 for i, p in zip(idx, got, strict=True):
                     payloads[i] = p
-                    cache.store(b.name, m.name, b.prompts[i].index, b.prompts[i].digest, fp, p)
+                    cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
             if bar is not None:
                 bar.update(1)
     finally:
