@@ -220,7 +220,8 @@ class EvalReport:
         out.append(
             f"temperature {cfg.get('temperature')}, max_new_tokens {cfg.get('max_new_tokens')}, "
             f"batch size {cfg.get('batch_size')}, seed {cfg.get('seed')}. tau = tokens per round "
-            "including the bonus; speedup = tokens/s over target-only decoding."
+            "including the bonus; speedup = tokens/s over target-only decoding (same prompts, same "
+            "process). Target-only and Hugging Face peers (batch size 1) report speed only."
         )
         out += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for row in self.table():
