@@ -15,6 +15,7 @@ from collections.abc import Sequence
 _COMMANDS: dict[str, str] = {
     "info": "dspark.cli_info",
     "zoo": "dspark.zoo.cli",
+    "eval": "dspark.cli_eval",
 }
 
 

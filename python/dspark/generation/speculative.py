@@ -212,10 +212,11 @@ class SpeculativeGenerator:
             caps = (remaining - 1).clamp(0, self.num_draft_tokens)
             sampling = {"temperature": r_temp, "top_k": r_k, "top_p": r_p}
             verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": remaining}
+            conf = None
             if self.tree is not None and int(caps.min()) >= self.tree.max_depth:
                 res, lens, depth_cap, t1 = self._tree_round(runner, state, anchor, verify_args)
             else:
-                res, lens, t1 = self._chain_round(
+                res, lens, t1, conf = self._chain_round(
                     runner, state, anchor, gen, caps, sampling, verify_args
                 )
                 depth_cap = lens
@@ -239,6 +240,9 @@ class SpeculativeGenerator:
                     draft_time=t1 - t0,
                     verify_time=t2 - t1,
                     wall_time=time.perf_counter() - t0,
+                    confidence=None
+                    if conf is None
+                    else [c[:n] for c, n in zip(conf.tolist(), lens.tolist(), strict=True)],
                 )
             )
             keep_rows = ~fin
@@ -274,7 +278,8 @@ class SpeculativeGenerator:
         keep = res.accept_len.long() + 1
         runner.accept(keep)
         self.drafter.commit(state, fwd.features, res.tokens[:, :width].long().clamp_min(0), keep)
-        return res, lens, t1
+        conf = None if prop is None or prop.confidence is None else prop.confidence.float()
+        return res, lens, t1, conf
 
     def _tree_round(self, runner, state, anchor, verify_args):
         """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""

@@ -31,6 +31,9 @@ class RoundStats:
         Most drafts that could be accepted (chain length, or tree depth).
     draft_time, verify_time, wall_time : float
         Seconds spent drafting, in the target forward + verification, and in the whole round.
+    confidence : list of list of float, optional
+        Per request, the drafter's per-position confidences ``c_1..c_n`` of the verified chain
+        (n = ``proposed``); None for drafters without a confidence head and for tree rounds.
     """
 
     requests: list[int]
@@ -42,6 +45,7 @@ class RoundStats:
     draft_time: float
     verify_time: float
     wall_time: float
+    confidence: list[list[float]] | None = None
 
 
 @dataclass

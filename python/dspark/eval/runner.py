@@ -1,0 +1,388 @@
+"""``dspark.eval.evaluate``: acceptance and wall-clock evaluation of drafters on prompt files.
+
+For every benchmark file and every method (target-only decoding, each drafter, optional
+Hugging Face peers) prompts run in fixed batches; each prompt's result is cached on disk
+(atomically, validated on load) so an interrupted run resumes where it stopped. Acceptance
+statistics follow ``algorithms.md`` section 5; wall-clock numbers compare methods on the same
+prompts in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dspark.eval.cache import ResultCache, fingerprint
+from dspark.eval.config import EvalConfig
+from dspark.eval.datasets import Prompt, encode_prompt, load_prompts
+from dspark.eval.metrics import RoundRecord, records_from_rounds
+from dspark.eval.peers import PEERS, hf_generate
+from dspark.eval.report import EvalReport, MethodResult, summarise_method
+from dspark.generation import SpeculativeGenerator
+from dspark.generation.inputs import _default_ids
+from dspark.models.base import Drafter
+from dspark.models.config import target_fingerprint
+
+__all__ = ["BASELINE", "EvalConfig", "evaluate"]
+
+BASELINE = "target"  # method name of target-only decoding
+
+
+@dataclass
+class _Bench:
+    name: str
+    prompts: list[Prompt]
+    ids: list[list[int]]
+    digests: list[str]  # of the encoded ids: another tokenizer/template means other inputs
+
+
+@dataclass
+class _Method:
+    name: str
+    kind: str  # "baseline", "drafter" or a peer name
+    drafter: Drafter | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _benchmarks(
+    prompt_files: Sequence[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]],
+    tokenizer: Any,
+    cfg: EvalConfig,
+) -> list[_Bench]:
+    if isinstance(prompt_files, (str, os.PathLike)):
+        raise TypeError("prompt_files: expected a list of paths (or name -> path), got one path")
+    items = (
+        list(prompt_files.items())
+        if isinstance(prompt_files, Mapping)
+        else [(Path(p).stem, p) for p in prompt_files]
+    )
+    if not items:
+        raise ValueError("prompt_files: expected at least one prompt file")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"prompt_files: benchmark names must be unique, got {names}")
+    out = []
+    for name, path in items:
+        prompts = load_prompts(path, max_samples=cfg.max_samples, seed=cfg.seed)
+        ids = [encode_prompt(p, tokenizer, chat_template=cfg.chat_template) for p in prompts]
+        digests = [
+            fingerprint({"prompt": p.digest, "ids": r}) for p, r in zip(prompts, ids, strict=True)
+        ]
+        out.append(_Bench(name, prompts, ids, digests))
+    return out
+
+
+def _sync(model: Any) -> None:
+    """Wait for queued GPU work so wall-clock intervals cover it (no-op on CPU)."""
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.int64)
+    mask = torch.zeros(len(rows), width, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
+class _Runner:
+    """Runs one method on one batch; returns per-prompt payloads (JSON-ready)."""
+
+    def __init__(self, target: Any, cfg: EvalConfig) -> None:
+        self.target, self.cfg = target, cfg
+        self.stop_ids = _default_ids(target, "eos_token_id")
+        pads = _default_ids(target, "pad_token_id") or self.stop_ids or [0]
+        self.pad = pads[0]
+        self.vocab = int(target.get_output_embeddings().weight.shape[0])
+        self._gens: dict[str, SpeculativeGenerator] = {}
+        # Cached results belong to this target: its shape and a checksum of its LM head.
+        self.identity = {
+            **target_fingerprint(target.config),
+            "name": str(getattr(target.config, "_name_or_path", "")),
+            "lm_head": _weights_checksum(target.get_output_embeddings()),
+        }
+
+    def run(
+        self, m: _Method, rows: list[list[int]], seed: int, max_new: int | None = None
+    ) -> list[dict[str, Any]]:
+        max_new = max_new or self.cfg.max_new_tokens
+        ids, mask = _pad_left(rows, self.pad)
+        _sync(self.target)
+        t0 = time.perf_counter()
+        records: list[list[RoundRecord]] | None = None
+        phases = None
+        if m.kind == "drafter":
+            gen = self._gens.get(m.name)
+            if gen is None:
+                gen = SpeculativeGenerator(
+                    self.target,
+                    m.drafter,
+                    num_draft_tokens=self.cfg.num_draft_tokens,
+                    confidence_threshold=m.extra.get("confidence_threshold"),
+                )
+                self._gens[m.name] = gen
+            with torch.no_grad():
+                out = gen.generate(
+                    ids,
+                    mask,
+                    max_new_tokens=max_new,
+                    temperature=self.cfg.temperature,
+                    stop_token_ids=self.stop_ids,
+                    pad_token_id=self.pad,
+                    seed=seed,
+                )
+            counts = out.num_generated.tolist()
+            records = records_from_rounds(out.rounds, len(rows))
+            # Drafting vs target-forward + verification time (the rest: prefill, bookkeeping).
+            phases = (
+                sum(r.draft_time for r in out.rounds),
+                sum(r.verify_time for r in out.rounds),
+            )
+        else:
+            counts = hf_generate(
+                self.target,
+                ids,
+                mask,
+                max_new_tokens=max_new,
+                temperature=self.cfg.temperature,
+                seed=seed,
+                stop_ids=self.stop_ids,
+                pad_token_id=self.pad,
+                **m.extra,
+            )
+        _sync(self.target)
+        elapsed = time.perf_counter() - t0
+        total = max(sum(counts), 1)
+        payloads = []
+        for i, n in enumerate(counts):
+            p: dict[str, Any] = {
+                "new_tokens": int(n),
+                # The batch's wall time shared out by tokens: sums back to the batch time.
+                "time": elapsed * n / total,
+                "batch_time": elapsed,
+                "batch_size": len(rows),
+            }
+            if records is not None:
+                p["rounds"] = [r.to_json() for r in records[i]]
+            if phases is not None:
+                p["draft_time"] = phases[0] * n / total
+                p["verify_time"] = phases[1] * n / total
+            payloads.append(p)
+        return payloads
+
+
+def _methods(
+    drafters: Mapping[str, Drafter], assistant_model: Any, cfg: EvalConfig, notes: list[str]
+) -> list[_Method]:
+    methods = [_Method(BASELINE, "baseline")] if cfg.baseline else []
+    for name, d in drafters.items():
+        if not isinstance(d, Drafter):
+            raise TypeError(
+                f"drafters[{name!r}]: expected a dspark Drafter, got {type(d).__name__}"
+            )
+        if name == BASELINE or name in PEERS:
+            raise ValueError(f"drafters: the name {name!r} is reserved")
+        methods.append(_Method(name, "drafter", d))
+        if cfg.online_thresholds and getattr(d, "confidence", None) is None:
+            notes.append(f"{name}: no confidence head, online thresholds skipped")
+            continue
+        for t in cfg.online_thresholds:
+            extra = {"confidence_threshold": float(t)}
+            methods.append(_Method(f"{name}@{float(t):g}", "drafter", d, extra=extra))
+    for peer in cfg.peers:
+        if peer == "assisted":
+            if assistant_model is None:
+                notes.append("assisted: skipped (no assistant_model given)")
+                continue
+            methods.append(_Method("hf_assisted", peer, extra={"assistant_model": assistant_model}))
+        elif peer == "prompt_lookup":
+            n = int(cfg.prompt_lookup_num_tokens)
+            methods.append(_Method("hf_prompt_lookup", peer, extra={"prompt_lookup_num_tokens": n}))
+    return methods
+
+
+def evaluate(
+    target: Any,
+    drafters: Mapping[str, Drafter],
+    prompt_files: Sequence[str | os.PathLike[str]] | Mapping[str, str | os.PathLike[str]],
+    *,
+    tokenizer: Any | None = None,
+    assistant_model: Any | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    config: EvalConfig | None = None,
+    plots: bool = True,
+) -> EvalReport:
+    """Evaluate drafters (and baselines) on benchmark prompt files.
+
+    Parameters
+    ----------
+    target : PreTrainedModel
+        Hugging Face causal LM every method decodes with.
+    drafters : mapping name -> Drafter
+        Drafters built for ``target`` (e.g. ``{"dspark": d1, "eagle3": d2}``); may be empty to
+        time the baseline and peers only.
+    prompt_files : list of paths, or mapping benchmark name -> path
+        JSONL prompt files (see :func:`dspark.eval.load_prompts`); the name defaults to the
+        file stem.
+    tokenizer : tokenizer, optional
+        Needed for text prompts (chat template when present, else ``encode``); see
+        :class:`dspark.eval.ByteTokenizer` for targets without one.
+    assistant_model : PreTrainedModel, optional
+        Small HF draft model for the ``"assisted"`` peer (same vocabulary as ``target``).
+    output_dir : path-like, optional
+        Where the per-prompt cache (``cache/``), ``report.md``, ``report.json`` and plots go;
+        without it nothing is written (and nothing resumes).
+    config : EvalConfig, optional
+    plots : bool
+        Save plots with the report (needs matplotlib; skipped with a note otherwise).
+
+    Returns
+    -------
+    EvalReport
+        ``.results[benchmark][method]`` -> :class:`MethodResult`; ``.table()`` rows,
+        ``.to_markdown()``, ``.to_json()``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, TypeError
+        Missing or malformed prompt files, bad settings, or non-drafter values.
+    """
+    cfg = config or EvalConfig()
+    cfg.check()
+    notes: list[str] = []
+    benches = _benchmarks(prompt_files, tokenizer, cfg)
+    methods = _methods(drafters, assistant_model, cfg, notes)
+    runner = _Runner(target, cfg)
+    for b in benches:
+        for i, row in enumerate(b.ids):
+            bad = [t for t in row if not 0 <= t < runner.vocab]
+            if bad:
+                raise ValueError(
+                    f"prompts: {b.name} prompt {b.prompts[i].index} has token id "
+                    f"{bad[0]} outside the target vocabulary [0, {runner.vocab})"
+                )
+    # Without resume the cache is still written (a later run may resume) but never read.
+    cache = ResultCache(None if output_dir is None else Path(output_dir) / "cache")
+    results: dict[str, dict[str, MethodResult]] = {}
+    for b in benches:
+        results[b.name] = {}
+        for m in methods:
+            payloads = _run_method(runner, cache, b, m, cfg, notes)
+            if payloads is None:
+                continue
+            block = cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
+            res = summarise_method(m.name, m.kind, payloads, block, cfg)
+            if "confidence_threshold" in m.extra:
+                res.sweep = None  # a replay sweep on already-cut proposals would mislead
+            results[b.name][m.name] = res
+        base = results[b.name].get(BASELINE)
+        for r in results[b.name].values():
+            if base is not None and base.tokens_per_s > 0:
+                r.speedup = r.tokens_per_s / base.tokens_per_s
+    if cache.invalid:
+        notes.append(f"{len(cache.invalid)} invalid cache entries were recomputed")
+    report = EvalReport(results, notes, asdict(cfg) | {"thresholds": list(cfg.thresholds)})
+    if output_dir is not None:
+        report.save(output_dir, plots=plots)
+    return report
+
+
+def _weights_checksum(module: torch.nn.Module) -> str:
+    """Cheap content checksum of the trainable weights (sum and sum of squares, float64)."""
+    with torch.no_grad():
+        s = sum(float(p.double().sum()) for p in module.parameters())
+        q = sum(float(p.double().square().sum()) for p in module.parameters())
+    return f"{s:.12e}/{q:.12e}"
+
+
+def _model_identity(model: Any) -> str:
+    """Name and parameter checksum of a peer's helper model (repr for non-modules)."""
+    if not isinstance(model, torch.nn.Module):
+        return repr(type(model))
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", ""))
+    return f"{name}:{_weights_checksum(model)}"
+
+
+def _run_method(
+    runner: _Runner,
+    cache: ResultCache,
+    b: _Bench,
+    m: _Method,
+    cfg: EvalConfig,
+    notes: list[str],
+) -> list[dict[str, Any]] | None:
+    """Every prompt's payload for one method (cached batches reused), or None when skipped."""
+    # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
+    bs = cfg.batch_size if m.kind in ("baseline", "drafter") else 1
+    settings = {
+        "method": m.name,
+        "kind": m.kind,
+        "target": runner.identity,
+        "drafter": None if m.drafter is None else m.drafter.config.to_dict(),
+        # A retrained drafter under the same name and config must not reuse old results.
+        "weights": None if m.drafter is None else _weights_checksum(m.drafter),
+        "batch_size": bs,
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "seed": cfg.seed,
+        "num_draft_tokens": cfg.num_draft_tokens,
+        "chat_template": cfg.chat_template,
+        "extra": {k: v for k, v in m.extra.items() if k != "assistant_model"},
+        "assistant": None
+        if "assistant_model" not in m.extra
+        else _model_identity(m.extra["assistant_model"]),
+    }
+    fp = fingerprint(settings)
+    batches = [list(range(s, min(s + bs, len(b.ids)))) for s in range(0, len(b.ids), bs)]
+    payloads: list[dict[str, Any] | None] = [None] * len(b.ids)
+    warmed = False
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+    bar = None
+    if cfg.progress and tqdm is not None:
+        bar = tqdm(total=len(batches), desc=f"{b.name}/{m.name}", unit="batch", leave=False)
+    try:
+        for idx in batches:
+            hits = [
+                cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp)
+                if cfg.resume
+                else None
+                for i in idx
+            ]
+            if all(h is not None for h in hits):
+                for i, h in zip(idx, hits, strict=True):
+                    payloads[i] = h
+            else:
+                rows = [b.ids[i] for i in idx]
+                seed = cfg.seed + b.prompts[idx[0]].index
+                try:
+                    if cfg.warmup and not warmed:
+                        runner.run(m, rows[:1], seed, max_new=min(4, cfg.max_new_tokens))
+                        warmed = True
+                    got = runner.run(m, rows, seed)
+                except Exception as e:  # peers: any failure skips the method, with a note
+                    if m.kind in ("baseline", "drafter"):
+                        raise
+                    notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
+                    return None
+                for i, p in zip(idx, got, strict=True):
+                    payloads[i] = p
+                    cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [p for p in payloads if p is not None]
