@@ -43,6 +43,66 @@ int32_t sample_row(const float* row, int32_t V, bool greedy, uint64_t seed, uint
   return t >= 0 ? t : arg;
 }
 
+/// Indices of the K largest values of x (ties: lower index first), in ascending index order.
+/// One pass with a size-K min-heap: most elements cost a single comparison.
+template <typename T>
+void top_k_indices(const T* x, int32_t V, int32_t K, std::vector<int32_t>& out) {
+  // heap of (value, index); the root is the current K-th best (smallest value, then largest index)
+  auto worse = [&](int32_t a, int32_t b) {  // true when a ranks after b
+    const float xa = load_float(x, a), xb = load_float(x, b);
+    return xa < xb || (xa == xb && a > b);
+  };
+  auto cmp = [&](int32_t a, int32_t b) { return worse(b, a); };  // min-heap by rank
+  out.resize(K);
+  std::iota(out.begin(), out.end(), 0);
+  std::make_heap(out.begin(), out.end(), cmp);
+  for (int32_t v = K; v < V; ++v) {
+    if (load_float(x, v) > load_float(x, out.front())) {  // strictly better (ties keep the lower index)
+      std::pop_heap(out.begin(), out.end(), cmp);
+      out.back() = v;
+      std::push_heap(out.begin(), out.end(), cmp);
+    }
+  }
+  std::sort(out.begin(), out.end());
+}
+
+/// sample_row restricted to a sorted candidate list (the row is -inf elsewhere): the same race,
+/// with block masses accumulated from the candidates.
+int32_t sample_sparse(const float* row, const std::vector<int32_t>& cand, int32_t V, bool greedy,
+                      uint64_t seed, uint64_t offset, int32_t node) {
+  float m = kNegInf;
+  int32_t arg = cand.empty() ? 0 : cand[0];
+  for (const int32_t v : cand)
+    if (row[v] > m) {
+      m = row[v];
+      arg = v;
+    }
+  if (greedy || !(m > kNegInf)) return arg;
+  const int32_t nb = (V + kRaceBlock - 1) / kRaceBlock;
+  thread_local std::vector<float> mass;
+  mass.assign(nb, 0.0f);
+  for (const int32_t v : cand) mass[v / kRaceBlock] += dexp(row[v] - m);
+  float best_key = 0.0f, key;
+  int32_t best_block = -1;
+  for (int32_t b = 0; b < nb; ++b)
+    if (race_better(mass[b], block_exponential(seed, offset, node, b), best_key, key)) {
+      best_key = key;
+      best_block = b;
+    }
+  int32_t best = arg;
+  best_key = 0.0f;
+  for (const int32_t v : cand) {
+    if (v / kRaceBlock != best_block) continue;
+    float e[4];
+    token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+    if (race_better(dexp(row[v] - m), e[v & 3], best_key, key)) {
+      best_key = key;
+      best = v;
+    }
+  }
+  return best;
+}
+
 template <typename TU, typename TW, typename TH>
 void run(const DraftStepParams& P) {
   const int32_t R = P.num_requests, G = P.steps, V = P.vocab_size, r = P.rank;
@@ -51,6 +111,7 @@ void run(const DraftStepParams& P) {
   const TW* W2 = static_cast<const TW*>(P.w2);
   std::vector<int32_t> prev(R);
   std::vector<float> inv_t(R), w1_rows(size_t(R) * r);
+  std::vector<std::vector<int32_t>> cands(P.candidates > 0 ? R : 0);  // per-request top-K of U_k
   for (int32_t i = 0; i < R; ++i) {
     const int64_t a = P.anchors_int64 ? static_cast<const int64_t*>(P.anchors)[i]
                                       : static_cast<const int32_t*>(P.anchors)[i];
@@ -86,23 +147,25 @@ void run(const DraftStepParams& P) {
     } else {
       const int32_t K = std::min(P.candidates, V);
       parallel_for(0, R, [&](int64_t i) {
-        thread_local std::vector<int32_t> idx;
+        std::vector<int32_t>& idx = cands[i];
         const TU* u = u_row(int32_t(i));
         float* out = out_row(int32_t(i));
-        idx.resize(V);
-        std::iota(idx.begin(), idx.end(), 0);
-        // Top-K of U_k (ties: lower index first), then the bias only for those candidates.
-        std::nth_element(idx.begin(), idx.begin() + (K - 1), idx.end(), [&](int32_t a, int32_t b) {
-          const float ua = load_float(u, a), ub = load_float(u, b);
-          return ua > ub || (ua == ub && a < b);
-        });
+        top_k_indices(u, V, K, idx);
         std::fill(out, out + V, kNegInf);
         const float* w1r = w1_rows.data() + size_t(i) * r;
-        for (int32_t c = 0; c < K; ++c) {
-          const int32_t v = idx[c];
+        for (const int32_t v : idx)
           out[v] = (load_float(u, v) + dot_rank(W2 + int64_t(v) * r, w1r, r)) * inv_t[i];
-        }
       });
+    }
+    if (P.candidates > 0) {  // sample among the candidates only (the other logits are -inf)
+      parallel_for(0, R, [&](int64_t i) {
+        const bool greedy = !(P.temperature && P.temperature[i] > 0.0f);
+        const int32_t tok = sample_sparse(out_row(int32_t(i)), cands[i], V, greedy, uint64_t(P.seed[i]),
+                                          uint64_t(P.offset[i]), draft_race_node(k));
+        prev[i] = tok;
+        P.tokens[i * G + k] = tok;
+      });
+      continue;
     }
     parallel_for(0, R, [&](int64_t i) {
       const bool greedy = !(P.temperature && P.temperature[i] > 0.0f);
