@@ -49,3 +49,41 @@ struct BlockReduce {
 };
 
 }  // namespace dspark::cuda
+
+#include "dspark/verify/sampling.h"
+
+namespace dspark::cuda {
+
+/// The two-level exponential race of verify_batch run by a whole CTA (every thread gets the
+/// result): block_mass(lo, hi) must already be CTA-reduced, weight(v) is per element. Returns -1
+/// when no block has mass.
+template <int kThreads, typename BlockMass, typename Weight>
+__device__ int32_t race_sample_cta(BlockReduce<kThreads>& red, int32_t V, uint64_t seed,
+                                   uint64_t offset, int32_t node, BlockMass block_mass,
+                                   Weight weight) {
+  float best_key = 0.0f, key;
+  int32_t best_block = -1;
+  for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
+    if (race_better(block_mass(lo, min(V, lo + kRaceBlock)), block_exponential(seed, offset, node, b),
+                    best_key, key)) {
+      best_key = key;
+      best_block = b;
+    }
+  }
+  if (best_block < 0) return -1;
+  const int32_t lo = best_block * kRaceBlock, hi = min(V, lo + kRaceBlock);
+  float tkey = 0.0f;
+  int32_t tbest = 0x7fffffff;
+  for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) {
+    float e[4];
+    token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
+    if (race_better(weight(v), e[v & 3], tkey, key)) {
+      tkey = key;
+      tbest = v;
+    }
+  }
+  red.argmax(tkey, tbest);
+  return tbest == 0x7fffffff ? lo : tbest;
+}
+
+}  // namespace dspark::cuda

@@ -53,34 +53,14 @@ __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepPar
     __syncthreads();  // the row written above is read back by other threads below
     int32_t tok = arg;
     if (!greedy) {
-      const int32_t node = draft_race_node(k);
-      float best_key = 0.0f, key;
-      int32_t best_block = -1;
-      for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-        const int32_t hi = min(V, lo + kRaceBlock);
+      auto w = [&](int32_t v) { return dexp(out[v] - m); };
+      auto mass = [&](int32_t lo, int32_t hi) {
         float acc = 0.0f;
-        for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) acc += dexp(out[v] - m);
-        const float mass = red.sum(acc);
-        if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
-          best_key = key;
-          best_block = b;
-        }
-      }
-      if (best_block >= 0) {
-        const int32_t lo = best_block * kRaceBlock, hi = min(V, lo + kRaceBlock);
-        float tkey = 0.0f;
-        int32_t tbest = 0x7fffffff;
-        for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) {
-          float e[4];
-          token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
-          if (race_better(dexp(out[v] - m), e[v & 3], tkey, key)) {
-            tkey = key;
-            tbest = v;
-          }
-        }
-        red.argmax(tkey, tbest);
-        if (tbest != 0x7fffffff) tok = tbest;
-      }
+        for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) acc += w(v);
+        return red.sum(acc);
+      };
+      const int32_t t = race_sample_cta(red, V, seed, offset, draft_race_node(k), mass, w);
+      if (t >= 0) tok = t;
     }
     if (threadIdx.x == 0) P.tokens[req * G + k] = tok;
     prev = tok;

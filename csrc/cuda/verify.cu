@@ -157,31 +157,9 @@ struct CudaVerifyOps {
   __device__ int32_t race(int64_t row, const RowStats& st, const RowParams& rp,
                           const ResidualState& rs, int64_t qnode, const QStats& qs, uint64_t seed,
                           uint64_t offset, int32_t node, bool original) {
-    const int32_t V = P.vocab_size;
     auto f = [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs, original); };
-    float best_key = 0.0f, key;
-    int32_t best_block = -1;
-    for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-      const float mass = sum(lo, min(V, lo + kRaceBlock), f);
-      if (race_better(mass, block_exponential(seed, offset, node, b), best_key, key)) {
-        best_key = key;
-        best_block = b;
-      }
-    }
-    if (best_block < 0) return -1;
-    const int32_t lo = best_block * kRaceBlock, hi = min(V, lo + kRaceBlock);
-    float tkey = 0.0f;
-    int32_t tbest = 0x7fffffff;
-    for (int32_t v = lo + threadIdx.x; v < hi; v += kThreads) {
-      float e[4];
-      token_exponentials(seed, offset, node, uint32_t(v) >> 2, e);
-      if (race_better(f(v), e[v & 3], tkey, key)) {
-        tkey = key;
-        tbest = v;
-      }
-    }
-    s.argmax(tkey, tbest);
-    return tbest == 0x7fffffff ? lo : tbest;
+    return race_sample_cta(
+        s, P.vocab_size, seed, offset, node, [&](int32_t lo, int32_t hi) { return sum(lo, hi, f); }, f);
   }
 };
 

@@ -111,63 +111,28 @@ def test_verify_batch_too_many_children():
         )
 
 
-def test_verify_batch_low_level_rejects_mismatched_outputs():
-    # The native entry re-checks everything, so a direct call cannot crash either.
+def low_level_call(outputs) -> None:
+    """The native entry, called directly (as a binding author would), with ``good()`` inputs."""
     from dspark import _C
 
     a = good()
+    _C.verify_batch(a["target"], a["draft_tokens"], a["draft_indptr"].int(), a["parents"],
+                    a["draft_probs"], 1, 0, a["temperature"], None, None, None, a["seed"],
+                    torch.zeros(2, dtype=torch.int64), None, False, 2, *outputs, None)
+
+
+def test_verify_batch_low_level_rejects_mismatched_outputs():
+    # The native entry re-checks everything, so a direct call cannot crash either.
     out = dspark.VerifyResult.empty(2, 1, torch.device("cpu"))  # too narrow: depth is 2
     with pytest.raises(ValueError, match=r"out.tokens: expected shape \(2, 3\)"):
-        _C.verify_batch(
-            a["target"],
-            a["draft_tokens"],
-            a["draft_indptr"].int(),
-            a["parents"],
-            a["draft_probs"],
-            1,
-            0,
-            a["temperature"],
-            None,
-            None,
-            None,
-            a["seed"],
-            torch.zeros(2, dtype=torch.int64),
-            None,
-            False,
-            2,
-            *out[:8],
-            None,
-        )
+        low_level_call(out[:8])
 
 
 def test_verify_batch_low_level_rejects_strided_outputs():
-    from dspark import _C
-
-    a = good()
     out = dspark.VerifyResult.empty(2, 2, torch.device("cpu"))
     strided = torch.empty(2, 2, dtype=torch.int32)[:, 0]  # stride 2
     with pytest.raises(ValueError, match="contiguous"):
-        _C.verify_batch(
-            a["target"],
-            a["draft_tokens"],
-            a["draft_indptr"].int(),
-            a["parents"],
-            a["draft_probs"],
-            1,
-            0,
-            a["temperature"],
-            None,
-            None,
-            None,
-            a["seed"],
-            torch.zeros(2, dtype=torch.int64),
-            None,
-            False,
-            2,
-            strided,
-            *out[1:8],
-            None,
-        )
+        low_level_call((strided, *out[1:8]))
 
 
 def test_cuda_tensor_on_cpu_only_build_is_clear(monkeypatch):
