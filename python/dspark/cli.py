@@ -14,6 +14,8 @@ from collections.abc import Sequence
 # command name -> module that defines it (imported lazily so `dspark --help` stays fast)
 _COMMANDS: dict[str, str] = {
     "info": "dspark.cli_info",
+    "prepare": "dspark.training.cli_prepare",
+    "train": "dspark.training.cli_train",
 }
 
 
