@@ -29,7 +29,8 @@ def cache_dir(target, tmp_path_factory):
 
 def _cfg(kind, target_dir, cache_dir, out, **kw):
     base = dict(
-        kind=kind, target=str(target_dir), cache=str(cache_dir), output_dir=str(out),
+        kind=kind, target=str(target_dir), cache=str(cache_dir) if cache_dir else None,
+        output_dir=str(out),
         drafter=DRAFTER[kind], global_batch=4, micro_batch=2, lr=3e-3, warmup_ratio=0.25,
         num_anchors=16, max_steps=6, save_every=3, loss_chunk=8, progress=False,
     )
@@ -49,7 +50,7 @@ def test_loss_decreases(kind, target, target_dir, cache_dir, tmp_path):
     assert len(hist) == 12
     first = sum(h["loss"] for h in hist[:2]) / 2
     last = sum(h["loss"] for h in hist[-2:]) / 2
-    assert last < 0.8 * first, [round(h["loss"], 3) for h in hist]
+    assert last < 0.9 * first, [round(h["loss"], 3) for h in hist]
     g = DRAFTER[kind]["block_size"]
     assert len(hist[-1]["accept"]) == g and 1 <= hist[-1]["tau"] <= g + 1
     assert (tmp_path / "log.jsonl").is_file() and (tmp_path / "latest").is_file()
