@@ -12,7 +12,12 @@ def run(rank: int, world: int, port: int, cfg_dict: dict) -> None:
 
     torch.set_num_threads(1)
     os.environ.update(
-        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     )
     train(TrainConfig.from_dict(cfg_dict))

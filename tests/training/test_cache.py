@@ -52,7 +52,9 @@ def test_round_trip(target, tmp_path, fdt, tol):
 
 
 def test_bytes_per_token(target, tmp_path):
-    m = _build(target, tmp_path / "c", feature_dtype="fp8", last_dtype="bfloat16", shard_tokens=10**6)
+    m = _build(
+        target, tmp_path / "c", feature_dtype="fp8", last_dtype="bfloat16", shard_tokens=10**6
+    )
     frac = m["num_last_rows"] / m["num_tokens"]
     est = estimate_bytes_per_token(64, len(LAYERS), "fp8", "bfloat16", frac)
     # Payload estimate vs measured file size (the difference is the safetensors header/offsets).
@@ -89,7 +91,8 @@ def test_manifest_and_mismatch_errors(target, tmp_path):
     path = tmp_path / "c"
     _build(target, path)
     man = json.loads((path / "manifest.json").read_text())
-    assert man["feature_layers"] == LAYERS and man["target"]["hidden_size"] == 64
+    assert man["feature_layers"] == LAYERS
+    assert man["target"]["hidden_size"] == 64
     cache = TargetCache(path)
     cache.check_compatible(target, LAYERS)
     with pytest.raises(ValueError, match="feature layers"):

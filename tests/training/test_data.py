@@ -54,7 +54,10 @@ def test_truncation():
 def test_load_conversations_formats_and_errors(tmp_path):
     p = tmp_path / "a.jsonl"
     p.write_text(
-        json.dumps({"conversations": CONVERSATIONS[0]}) + "\n\n" + json.dumps({"turns": ["hi", "more"]}) + "\n"
+        json.dumps({"conversations": CONVERSATIONS[0]})
+        + "\n\n"
+        + json.dumps({"turns": ["hi", "more"]})
+        + "\n"
     )
     got = list(load_conversations(p))
     assert got[0] == CONVERSATIONS[0]

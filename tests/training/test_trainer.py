@@ -22,17 +22,35 @@ DRAFTER = {
 @pytest.fixture(scope="module")
 def cache_dir(target, tmp_path_factory):
     d = tmp_path_factory.mktemp("cache")
-    build_cache(target, tiny_tokenizer(), CONVERSATIONS, d, LAYERS, feature_dtype="float32",
-                last_dtype="float32", batch_size=4)
+    build_cache(
+        target,
+        tiny_tokenizer(),
+        CONVERSATIONS,
+        d,
+        LAYERS,
+        feature_dtype="float32",
+        last_dtype="float32",
+        batch_size=4,
+    )
     return d
 
 
 def _cfg(kind, target_dir, cache_dir, out, **kw):
     base = dict(
-        kind=kind, target=str(target_dir), cache=str(cache_dir) if cache_dir else None,
+        kind=kind,
+        target=str(target_dir),
+        cache=str(cache_dir) if cache_dir else None,
         output_dir=str(out),
-        drafter=DRAFTER[kind], global_batch=4, micro_batch=2, lr=3e-3, warmup_ratio=0.25,
-        num_anchors=16, max_steps=6, save_every=3, loss_chunk=8, progress=False,
+        drafter=DRAFTER[kind],
+        global_batch=4,
+        micro_batch=2,
+        lr=3e-3,
+        warmup_ratio=0.25,
+        num_anchors=16,
+        max_steps=6,
+        save_every=3,
+        loss_chunk=8,
+        progress=False,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -52,8 +70,10 @@ def test_loss_decreases(kind, target, target_dir, cache_dir, tmp_path):
     last = sum(h["loss"] for h in hist[-2:]) / 2
     assert last < 0.9 * first, [round(h["loss"], 3) for h in hist]
     g = DRAFTER[kind]["block_size"]
-    assert len(hist[-1]["accept"]) == g and 1 <= hist[-1]["tau"] <= g + 1
-    assert (tmp_path / "log.jsonl").is_file() and (tmp_path / "latest").is_file()
+    assert len(hist[-1]["accept"]) == g
+    assert 1 <= hist[-1]["tau"] <= g + 1
+    assert (tmp_path / "log.jsonl").is_file()
+    assert (tmp_path / "latest").is_file()
 
 
 def test_resume_is_exact(target, target_dir, cache_dir, tmp_path):
@@ -84,17 +104,24 @@ def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
 
     from tests.training import _dist_worker
 
-    cfg = _cfg("dspark", target_dir, cache_dir, tmp_path / "one", max_steps=4, save_every=2,
-               micro_batch=1)
+    cfg = _cfg(
+        "dspark", target_dir, cache_dir, tmp_path / "one", max_steps=4, save_every=2, micro_batch=1
+    )
     train(cfg, target=target)
-    two = _cfg("dspark", target_dir, cache_dir, tmp_path / "two", max_steps=4, save_every=2,
-               micro_batch=1)
+    two = _cfg(
+        "dspark", target_dir, cache_dir, tmp_path / "two", max_steps=4, save_every=2, micro_batch=1
+    )
     t = Trainer(two, target=target)
     t.out.mkdir(parents=True)
     t.train_step()
     t.save()  # 1 step on 1 process, then 3 on 2 processes
-    mp.start_processes(_dist_worker.run, args=(2, _free_port(), two.to_dict()), nprocs=2,
-                       join=True, start_method="spawn")
+    mp.start_processes(
+        _dist_worker.run,
+        args=(2, _free_port(), two.to_dict()),
+        nprocs=2,
+        join=True,
+        start_method="spawn",
+    )
     sa, sb = _final_state(tmp_path / "one", target), _final_state(tmp_path / "two", target)
     assert (tmp_path / "two" / "step-00000004").is_dir()
     for k in sa:
@@ -113,15 +140,18 @@ def test_online_mode_matches_cache(target, target_dir, cache_dir, data_file, tmp
 def test_warmup_cosine_starts_from_peak():
     total, warm = 100, 10
     lrs = [warmup_cosine(s, total, warm) for s in range(total)]
-    assert lrs[warm - 1] == 1.0 and lrs[warm] == 1.0
+    assert lrs[warm - 1] == 1.0
+    assert lrs[warm] == 1.0
     assert all(x >= y for x, y in zip(lrs[warm:], lrs[warm + 1 :], strict=False))
-    assert lrs[-1] < 0.01 and lrs[0] == pytest.approx(0.1)
+    assert lrs[-1] < 0.01
+    assert lrs[0] == pytest.approx(0.1)
 
 
 def test_bad_configs_and_mismatched_cache(target, target_dir, cache_dir, tmp_path):
     with pytest.raises(ValueError, match="unknown fields"):
-        TrainConfig.from_dict({"kind": "dspark", "target": "t", "output_dir": "o", "cache": "c",
-                               "learning_rate": 1})
+        TrainConfig.from_dict(
+            {"kind": "dspark", "target": "t", "output_dir": "o", "cache": "c", "learning_rate": 1}
+        )
     with pytest.raises(ValueError, match="missing required"):
         TrainConfig.from_dict({"kind": "dspark", "cache": "c"})
     with pytest.raises(ValueError, match="exactly one"):

@@ -84,7 +84,9 @@ class PackedBatch:
         )
 
 
-def pack(samples: Sequence[dict[str, torch.Tensor]], anchors: Sequence[torch.Tensor]) -> PackedBatch:
+def pack(
+    samples: Sequence[dict[str, torch.Tensor]], anchors: Sequence[torch.Tensor]
+) -> PackedBatch:
     """Concatenate samples (dicts from a cache or online source) and offset their anchors."""
     lens = torch.tensor([s["input_ids"].shape[0] for s in samples])
     cu = torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)])

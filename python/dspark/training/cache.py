@@ -210,9 +210,14 @@ class CacheWriter:
     ) -> None:
         """Add one sample: ids (S,), mask (S,), features (S, m*d), final hidden (S, d)."""
         s, f = input_ids.shape[0], len(self.layers) * self.hidden
-        if loss_mask.shape != (s,) or features.shape != (s, f) or last_hidden.shape != (
-            s,
-            self.hidden,
+        if (
+            loss_mask.shape != (s,)
+            or features.shape != (s, f)
+            or last_hidden.shape
+            != (
+                s,
+                self.hidden,
+            )
         ):
             raise ValueError(
                 f"add: expected shapes ({s},), ({s}, {f}), ({s}, {self.hidden}); got "
@@ -337,7 +342,8 @@ class TargetCache:
             raise ValueError(f"cache: built for a different target ({diff})")
         if list(feature_layers) != list(self.layers):
             raise ValueError(
-                f"cache: holds feature layers {self.layers}, the drafter needs {list(feature_layers)}"
+                f"cache: holds feature layers {self.layers}, the drafter needs "
+                f"{list(feature_layers)}"
             )
 
     def _shard(self, si: int) -> Any:

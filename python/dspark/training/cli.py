@@ -11,20 +11,33 @@ def add_prepare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, help="local Hugging Face model directory")
     p.add_argument("--data", required=True, help="JSONL of {conversations} or {turns}")
     p.add_argument("--out", required=True, help="cache directory")
-    p.add_argument("--feature-layers", type=int, nargs="+", default=None,
-                   help="0-based target layers (default: the drafter default, 5 layers)")
-    p.add_argument("--feature-dtype", default="bfloat16",
-                   choices=["float32", "bfloat16", "float16", "fp8"])
-    p.add_argument("--last-dtype", default="bfloat16",
-                   choices=["float32", "bfloat16", "float16", "fp8"])
-    p.add_argument("--system-prompt", default=None,
-                   help="insert when a conversation has none (use the same at evaluation)")
+    p.add_argument(
+        "--feature-layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="0-based target layers (default: the drafter default, 5 layers)",
+    )
+    p.add_argument(
+        "--feature-dtype", default="bfloat16", choices=["float32", "bfloat16", "float16", "fp8"]
+    )
+    p.add_argument(
+        "--last-dtype", default="bfloat16", choices=["float32", "bfloat16", "float16", "fp8"]
+    )
+    p.add_argument(
+        "--system-prompt",
+        default=None,
+        help="insert when a conversation has none (use the same at evaluation)",
+    )
     p.add_argument("--max-length", type=int, default=4096)
     p.add_argument("--min-loss-tokens", type=int, default=14)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--estimate", action="store_true",
-                   help="only print the estimated cache size (no target run)")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="only print the estimated cache size (no target run)",
+    )
     p.set_defaults(func=run_prepare)
 
 
@@ -41,15 +54,25 @@ def run_prepare(args: argparse.Namespace) -> int:
         tok = AutoTokenizer.from_pretrained(args.target, local_files_only=True)
         ntok = nloss = 0
         for conv in load_conversations(args.data):
-            s = tokenize_conversation(tok, conv, system_prompt=args.system_prompt,
-                                      max_length=args.max_length)
+            s = tokenize_conversation(
+                tok, conv, system_prompt=args.system_prompt, max_length=args.max_length
+            )
             ntok += s.input_ids.shape[0]
             nloss += int(s.loss_mask[1:].sum())
         frac = nloss / max(1, ntok)
-        bpt = estimate_bytes_per_token(cfg.hidden_size, len(layers), args.feature_dtype,
-                                       args.last_dtype, frac)
-        print(json.dumps({"tokens": ntok, "loss_fraction": round(frac, 4),
-                          "bytes_per_token": round(bpt, 1), "total_bytes": int(bpt * ntok)}))
+        bpt = estimate_bytes_per_token(
+            cfg.hidden_size, len(layers), args.feature_dtype, args.last_dtype, frac
+        )
+        print(
+            json.dumps(
+                {
+                    "tokens": ntok,
+                    "loss_fraction": round(frac, 4),
+                    "bytes_per_token": round(bpt, 1),
+                    "total_bytes": int(bpt * ntok),
+                }
+            )
+        )
         return 0
     from transformers import AutoTokenizer
 
@@ -61,11 +84,20 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     tok = AutoTokenizer.from_pretrained(args.target, local_files_only=True)
     m = build_cache(
-        target, tok, load_conversations(args.data), args.out, layers,
-        system_prompt=args.system_prompt, max_length=args.max_length,
-        min_loss_tokens=args.min_loss_tokens, batch_size=args.batch_size,
-        feature_dtype=args.feature_dtype, last_dtype=args.last_dtype,
-        overwrite=args.overwrite, progress=True, meta={"source": str(args.data)},
+        target,
+        tok,
+        load_conversations(args.data),
+        args.out,
+        layers,
+        system_prompt=args.system_prompt,
+        max_length=args.max_length,
+        min_loss_tokens=args.min_loss_tokens,
+        batch_size=args.batch_size,
+        feature_dtype=args.feature_dtype,
+        last_dtype=args.last_dtype,
+        overwrite=args.overwrite,
+        progress=True,
+        meta={"source": str(args.data)},
     )
     print(json.dumps({k: m[k] for k in ("num_samples", "num_tokens", "bytes_per_token")}))
     return 0
@@ -74,8 +106,13 @@ def run_prepare(args: argparse.Namespace) -> int:
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a drafter (torchrun for several processes)")
     p.add_argument("--config", required=True, help="JSON training config (see TrainConfig)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                   help="override a config field, e.g. --set max_steps=100")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a config field, e.g. --set max_steps=100",
+    )
     p.set_defaults(func=run_train)
 
 

@@ -77,8 +77,16 @@ class TrainConfig:
                 "cache/data: expected exactly one (cache = offline, data = online), got "
                 f"cache={self.cache!r}, data={self.data!r}"
             )
-        for name in ("epochs", "global_batch", "micro_batch", "num_anchors", "loss_chunk",
-                     "save_every", "log_every", "max_length"):
+        for name in (
+            "epochs",
+            "global_batch",
+            "micro_batch",
+            "num_anchors",
+            "loss_chunk",
+            "save_every",
+            "log_every",
+            "max_length",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
@@ -106,8 +114,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config: unknown fields {unknown} (known: {sorted(names)})")
         missing = sorted(
-            f.name for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
             and f.name not in d
         )
         if missing:

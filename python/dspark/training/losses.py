@@ -116,7 +116,14 @@ def block_loss(
         c = conf[sl] if conf is not None else None
         if torch.is_grad_enabled() and logits.requires_grad:
             res = checkpoint(
-                _block_chunk, drafter, logits[sl], c, rows, labels[sl], w[sl], alphas,
+                _block_chunk,
+                drafter,
+                logits[sl],
+                c,
+                rows,
+                labels[sl],
+                w[sl],
+                alphas,
                 use_reentrant=False,
             )
         else:

@@ -108,8 +108,14 @@ class Trainer:
                 f"{self.world} * {config.micro_batch}, got {config.global_batch}"
             )
         self.accum = config.global_batch // per_step
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-        self.target = target if target is not None else load_target(config.target, device=self.device)
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+        self.target = (
+            target if target is not None else load_target(config.target, device=self.device)
+        )
         self.target.requires_grad_(False)
         torch.manual_seed(config.seed)  # same initial weights on every process
         self.drafter = build_drafter(config.kind, self.target, **config.drafter).float()
@@ -143,7 +149,9 @@ class Trainer:
 
         tok = AutoTokenizer.from_pretrained(cfg.target, local_files_only=True)
         samples = [
-            tokenize_conversation(tok, c, system_prompt=cfg.system_prompt, max_length=cfg.max_length)
+            tokenize_conversation(
+                tok, c, system_prompt=cfg.system_prompt, max_length=cfg.max_length
+            )
             for c in load_conversations(cfg.data)
         ]
         return OnlineSource(samples, self.target, self.layers)
@@ -212,7 +220,11 @@ class Trainer:
             if d.kind == "eagle3":
                 out = d.forward_train(b.features, b.input_ids, b.cu_seqlens, query_chunk=256)
                 parts = eagle3_loss(
-                    d, out, b.loss_mask, b.last_hidden, step_decay=cfg.step_decay,
+                    d,
+                    out,
+                    b.loss_mask,
+                    b.last_hidden,
+                    step_decay=cfg.step_decay,
                     chunk=cfg.loss_chunk * 4,
                 )
             else:
@@ -223,12 +235,22 @@ class Trainer:
                     b.input_ids, b.cu_seqlens, b.anchor_index, g, b.loss_mask
                 )
                 out = d.forward_train(
-                    b.features, b.input_ids, b.cu_seqlens, b.anchor_index,
-                    teacher_tokens=labels, block_chunk=cfg.block_chunk,
+                    b.features,
+                    b.input_ids,
+                    b.cu_seqlens,
+                    b.anchor_index,
+                    teacher_tokens=labels,
+                    block_chunk=cfg.block_chunk,
                 )
                 parts = block_loss(
-                    d, out, b.anchor_index, labels, valid, b.last_hidden,
-                    alphas=cfg.alphas, chunk=cfg.loss_chunk,
+                    d,
+                    out,
+                    b.anchor_index,
+                    labels,
+                    valid,
+                    b.last_hidden,
+                    alphas=cfg.alphas,
+                    chunk=cfg.loss_chunk,
                 )
         return parts, b.num_tokens
 
@@ -292,7 +314,9 @@ class Trainer:
         self.resume()
         log = (self.out / "log.jsonl").open("a") if self.rank == 0 else None
         bar = tqdm(
-            total=self.total_steps, initial=self.step, disable=self.rank != 0 or not self.cfg.progress,
+            total=self.total_steps,
+            initial=self.step,
+            disable=self.rank != 0 or not self.cfg.progress,
             desc=f"train {self.cfg.kind}",
         )
         history = []
