@@ -16,6 +16,7 @@ _COMMANDS: dict[str, str] = {
     "info": "dspark.cli_info",
     "prepare": "dspark.training.cli_prepare",
     "train": "dspark.training.cli_train",
+    "regenerate": "dspark.training.cli_regenerate",
 }
 
 

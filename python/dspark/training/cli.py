@@ -134,3 +134,57 @@ def run_train(args: argparse.Namespace) -> int:
     if history:
         print(json.dumps(history[-1]))
     return 0
+
+
+def add_regenerate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("regenerate", help="regenerate assistant turns with the target (resumable)")
+    p.add_argument("--data", required=True, help="JSONL of {conversations} or {turns}")
+    p.add_argument("--out", required=True, help="output JSONL (resumed if it exists)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--target", help="local model directory (generate with dspark)")
+    src.add_argument("--url", help="OpenAI-compatible server base URL")
+    p.add_argument("--model", default="default", help="model name sent to the server")
+    p.add_argument("--system-prompt", default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=4096)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_regenerate)
+
+
+def run_regenerate(args: argparse.Namespace) -> int:
+    from dspark.training.data import load_conversations
+    from dspark.training.regenerate import LocalBackend, OpenAIBackend, regenerate
+
+    if args.url:
+        backend = OpenAIBackend(
+            args.url,
+            args.model,
+            system_prompt=args.system_prompt,
+            sampling={
+                "temperature": args.temperature,
+                "top_p": args.top_p,
+                "top_k": args.top_k,
+                "max_tokens": args.max_new_tokens,
+            },
+        )
+    else:
+        from transformers import AutoTokenizer
+
+        from dspark.models import load_target
+
+        backend = LocalBackend(
+            load_target(args.target),
+            AutoTokenizer.from_pretrained(args.target, local_files_only=True),
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            system_prompt=args.system_prompt,
+            seed=args.seed,
+        )
+    n = regenerate(load_conversations(args.data), backend, args.out, batch_size=args.batch_size)
+    print(json.dumps({"written": n, "out": str(args.out)}))
+    return 0
