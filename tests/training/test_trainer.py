@@ -98,8 +98,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
-    """2 gloo processes resuming a 1-process checkpoint give the 1-process result."""
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path, fsdp):
+    """2 gloo processes (replicated or FSDP-sharded) resuming a 1-process checkpoint give the
+    1-process result."""
     import torch.multiprocessing as mp
 
     from tests.training import _dist_worker
@@ -109,7 +111,14 @@ def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
     )
     train(cfg, target=target)
     two = _cfg(
-        "dspark", target_dir, cache_dir, tmp_path / "two", max_steps=4, save_every=2, micro_batch=1
+        "dspark",
+        target_dir,
+        cache_dir,
+        tmp_path / "two",
+        max_steps=4,
+        save_every=2,
+        micro_batch=1,
+        fsdp=fsdp,
     )
     t = Trainer(two, target=target)
     t.out.mkdir(parents=True)

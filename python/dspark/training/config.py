@@ -38,6 +38,9 @@ class TrainConfig:
     global_batch, micro_batch : int
         Sequences per optimizer step (all processes) and per forward on one process; gradient
         accumulation is ``global_batch / (world_size * micro_batch)``.
+    fsdp : bool
+        Shard the drafter's parameters, gradients and optimizer state over processes (FSDP2)
+        instead of replicating them; checkpoints are the same either way.
     """
 
     kind: str
@@ -68,6 +71,7 @@ class TrainConfig:
     max_length: int = 4096
     system_prompt: str | None = None
     progress: bool = True
+    fsdp: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in DRAFTER_KINDS:

@@ -119,6 +119,14 @@ class Trainer:
         self.target.requires_grad_(False)
         torch.manual_seed(config.seed)  # same initial weights on every process
         self.drafter = build_drafter(config.kind, self.target, **config.drafter).float()
+        self.fsdp = config.fsdp and self.world > 1
+        if self.fsdp:
+            from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+            # One FSDP unit: layer methods other than forward (context_kv, ttt_step) are called
+            # directly, so per-layer units would see sharded weights.
+            fully_shard(self.drafter)
+            register_fsdp_forward_method(self.drafter, "forward_train")
         self.layers = self.drafter.config.feature_layers
         self.source = source if source is not None else self._make_source()
         self.spe = steps_per_epoch(len(self.source), config.global_batch)
@@ -159,11 +167,22 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------
     def save(self) -> Path:
         """Write ``step-N/`` (drafter + optimizer + RNG) atomically, then point ``latest`` at it."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
         name = f"step-{self.step:08d}"
+        # Parameter-name keyed, full (unsharded) tensors: loadable by any world size and with or
+        # without FSDP. Collective under FSDP, so every rank calls it.
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=self.fsdp)
+        model_sd = get_model_state_dict(self.drafter, options=opts)
+        optim_sd = get_optimizer_state_dict(self.drafter, self.opt, options=opts)
         if self.rank == 0:
             state = {
                 "step": self.step,
-                "optimizer": self.opt.state_dict(),
+                "optimizer": optim_sd,
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "python": random.getstate(),
@@ -173,8 +192,13 @@ class Trainer:
                 "world_size": self.world,
             }
 
+            plain = self.drafter
+            if self.fsdp:
+                plain = build_drafter(self.cfg.kind, self.target, **self.cfg.drafter).float()
+                plain.load_state_dict(model_sd)
+
             def fill(d: Path) -> None:
-                self.drafter.save_pretrained(d)
+                plain.save_pretrained(d)
                 torch.save(state, d / "trainer.pt")
 
             _atomic_dir(self.out / name, fill)
@@ -197,9 +221,16 @@ class Trainer:
                 f"output_dir: checkpoint {ckpt} is a {state['config']['kind']!r} run, the config "
                 f"trains {self.cfg.kind!r}"
             )
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
         loaded = Drafter.from_pretrained(ckpt, self.target).float()
-        self.drafter.load_state_dict(loaded.state_dict())
-        self.opt.load_state_dict(state["optimizer"])
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.drafter, loaded.state_dict(), options=opts)
+        set_optimizer_state_dict(self.drafter, self.opt, state["optimizer"], options=opts)
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
@@ -228,12 +259,15 @@ class Trainer:
                     chunk=cfg.loss_chunk * 4,
                 )
             else:
-                if b.anchor_index.numel() == 0:
-                    return None, b.num_tokens
+                empty = b.anchor_index.numel() == 0
+                if empty:  # a weightless dummy block keeps collectives (FSDP) in step
+                    b.anchor_index = torch.zeros(1, dtype=torch.long, device=self.device)
                 g = d.config.block_size
                 labels, valid = block_targets(
                     b.input_ids, b.cu_seqlens, b.anchor_index, g, b.loss_mask
                 )
+                if empty:
+                    valid = torch.zeros_like(valid)
                 out = d.forward_train(
                     b.features,
                     b.input_ids,
@@ -266,8 +300,6 @@ class Trainer:
         for m in range(self.accum):
             parts, ntok = self._micro_loss(mine[m * cfg.micro_batch : (m + 1) * cfg.micro_batch])
             stats[-1] += ntok
-            if parts is None:
-                continue
             parts.total.backward()
             terms = list(parts.terms.values()) + [torch.zeros(())] * 3
             stats[0] += float(parts.total.detach())
@@ -275,18 +307,27 @@ class Trainer:
             stats[2:5] += torch.tensor([float(t) for t in terms[:3]], dtype=torch.float64)
             stats[5 : 5 + g] += parts.accept_sum.double().cpu()
             stats[5 + g : 5 + 2 * g] += parts.accept_count.double().cpu()
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        flat = torch.cat([x.flatten() for x in grads])
         if self.world > 1:
-            dist.all_reduce(flat)
             dist.all_reduce(stats)
         denom = max(float(stats[1]), 1e-12)
-        off = 0
-        for p in self.params:
-            n = p.numel()
-            p.grad = (flat[off : off + n] / denom).view_as(p).to(p.dtype)
-            off += n
+        if self.fsdp:
+            # FSDP reduce-scatters the *mean* over processes: scale the mean back to the sum.
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad.mul_(self.world / denom)
+        else:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+            flat = torch.cat([x.flatten() for x in grads])
+            if self.world > 1:
+                dist.all_reduce(flat)
+            off = 0
+            for p in self.params:
+                n = p.numel()
+                p.grad = (flat[off : off + n] / denom).view_as(p).to(p.dtype)
+                off += n
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        if hasattr(gnorm, "full_tensor"):
+            gnorm = gnorm.full_tensor()
         lr = cfg.lr * warmup_cosine(self.step, self.total_steps, self.warmup, cfg.min_lr_ratio)
         for grp in self.opt.param_groups:
             grp["lr"] = lr
