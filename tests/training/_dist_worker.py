@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 
-def run(rank: int, world: int, port: int, cfg_dict: dict) -> None:
+def run(rank: int, world: int, port: int, cfg_dicts: list) -> None:
     import torch
 
     from dspark.training import TrainConfig, train
@@ -20,4 +20,5 @@ def run(rank: int, world: int, port: int, cfg_dict: dict) -> None:
             "MASTER_PORT": str(port),
         }
     )
-    train(TrainConfig.from_dict(cfg_dict))
+    for cfg in cfg_dicts:  # several runs share one spawn (process start-up dominates)
+        train(TrainConfig.from_dict(cfg))

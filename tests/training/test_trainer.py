@@ -98,43 +98,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("fsdp", [False, True])
-def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path, fsdp):
-    """2 gloo processes (replicated or FSDP-sharded) resuming a 1-process checkpoint give the
+def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
+    """2 gloo processes, replicated and FSDP-sharded, resuming a 1-process checkpoint, give the
     1-process result."""
     import torch.multiprocessing as mp
 
     from tests.training import _dist_worker
 
-    cfg = _cfg(
-        "dspark", target_dir, cache_dir, tmp_path / "one", max_steps=4, save_every=2, micro_batch=1
-    )
-    train(cfg, target=target)
-    two = _cfg(
-        "dspark",
-        target_dir,
-        cache_dir,
-        tmp_path / "two",
-        max_steps=4,
-        save_every=2,
-        micro_batch=1,
-        fsdp=fsdp,
-    )
-    t = Trainer(two, target=target)
-    t.out.mkdir(parents=True)
-    t.train_step()
-    t.save()  # 1 step on 1 process, then 3 on 2 processes
+    kw = dict(max_steps=4, save_every=2, micro_batch=1)
+    train(_cfg("dspark", target_dir, cache_dir, tmp_path / "one", **kw), target=target)
+    runs = []
+    for fsdp in (False, True):
+        two = _cfg("dspark", target_dir, cache_dir, tmp_path / f"two{fsdp}", fsdp=fsdp, **kw)
+        t = Trainer(two, target=target)
+        t.out.mkdir(parents=True)
+        t.train_step()
+        t.save()  # 1 step on 1 process, then 3 on 2 processes
+        runs.append(two.to_dict())
     mp.start_processes(
-        _dist_worker.run,
-        args=(2, _free_port(), two.to_dict()),
-        nprocs=2,
-        join=True,
-        start_method="spawn",
+        _dist_worker.run, args=(2, _free_port(), runs), nprocs=2, join=True, start_method="spawn"
     )
-    sa, sb = _final_state(tmp_path / "one", target), _final_state(tmp_path / "two", target)
-    assert (tmp_path / "two" / "step-00000004").is_dir()
-    for k in sa:
-        torch.testing.assert_close(sb[k], sa[k], rtol=1e-4, atol=1e-5)
+    sa = _final_state(tmp_path / "one", target)
+    for fsdp in (False, True):
+        assert (tmp_path / f"two{fsdp}" / "step-00000004").is_dir()
+        sb = _final_state(tmp_path / f"two{fsdp}", target)
+        for k in sa:
+            torch.testing.assert_close(sb[k], sa[k], rtol=1e-4, atol=1e-5)
 
 
 def test_online_mode_matches_cache(target, target_dir, cache_dir, data_file, tmp_path):
