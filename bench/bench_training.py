@@ -89,25 +89,24 @@ def loss_table() -> None:
     mask = torch.ones(total, dtype=torch.bool)
     labels, valid = block_targets(ids, cu, anchors, g, mask)
     print(f"\nDSpark loss forward+backward, N={n} anchors, G={g}, V={vocab} ({machine_line()})")
-    print(f"{'chunk':>6} | {'ms':>8} | {'target-side fp32 [chunk,G,V] live (MB)':>40}")
-    for chunk in (n, 32, 8):
+    print(f"{'chunk':>6} | {'logits':>14} | {'ms':>8} | {'live fp32 [chunk,G,V] (MB)':>27}")
+    for chunk, heads in ((n, True), (32, True), (32, False), (8, False)):
 
-        def run(chunk=chunk):
-            out = drafter.forward_train(feats, ids, cu, anchors, teacher_tokens=labels)
-            p = block_loss(drafter, out, anchors, labels, valid, last, chunk=chunk)
+        def run(chunk=chunk, heads=heads):
+            out = drafter.forward_train(feats, ids, cu, anchors, labels, heads=heads)
+            p = block_loss(drafter, out, anchors, labels, valid, last, chunk=chunk, input_ids=ids)
             (p.total / p.weight).backward()
 
         ms = time_ms(run, warmup=1, iters=3)
-        live = (
-            4 * chunk * g * vocab * 4 / 1e6
-        )  # ~4 fp32 [chunk,G,V] tensors (log p_d, p_d, log p_t, p_t)
-        print(f"{chunk:>6} | {ms:>8.1f} | {live:>40.1f}")
+        live = 4 * chunk * g * vocab * 4 / 1e6  # log p_d, p_d, log p_t, p_t of one chunk
+        where = "whole (model)" if heads else "per chunk"
+        print(f"{chunk:>6} | {where:>14} | {ms:>8.1f} | {live:>27.1f}")
     full = 4 * 512 * 7 * V * 4 / 2**30
     ch = 4 * 64 * 7 * V * 4 / 2**30
     print(
         f"Qwen3-4B, N=512: reference-style ~{full:.1f} GiB of live fp32 [N,G,V] tensors; "
-        f"chunk 64: ~{ch:.2f} GiB (draft logits U and U+B, bf16, are "
-        f"{2 * 2 * 512 * 7 * V / 2**30:.1f} GiB either way)"
+        f"chunk 64: ~{ch:.2f} GiB; with heads=False the draft logits U and U+B "
+        f"({2 * 2 * 512 * 7 * V / 2**30:.1f} GiB in bf16) are also never whole"
     )
 
 

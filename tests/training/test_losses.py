@@ -26,22 +26,29 @@ def _packed(target, lens=(11, 7)):
     return ids, cu, mask, feats, last
 
 
-@pytest.mark.parametrize(("kind", "chunk"), [("dspark", 3), ("dflash", 2), ("dspark", 100)])
-def test_block_loss_matches_reference(small_target, kind, chunk):
+@pytest.mark.parametrize(
+    ("kind", "chunk", "heads"),
+    [("dspark", 3, False), ("dflash", 2, False), ("dspark", 100, True), ("dflash", 3, True)],
+)
+def test_block_loss_matches_reference(small_target, kind, chunk, heads):
     kw = {"markov_rank": 8} if kind == "dspark" else {}
     d = build_drafter(kind, small_target, num_layers=1, block_size=4, feature_layers=[0, 1], **kw)
     ids, cu, mask, feats, last = _packed(small_target)
     anchors = torch.tensor([0, 2, 5, 9, 11, 13, 15])
     labels, valid = block_targets(ids, cu, anchors, 4, mask)
-    out = d.forward_train(feats, ids, cu, anchors, teacher_tokens=labels)
+    full = d.forward_train(feats, ids, cu, anchors, teacher_tokens=labels)
+    out = full if heads else d.forward_train(feats, ids, cu, anchors, labels, heads=False)
+    assert (out.logits is None) == (not heads)
     alphas = (0.1, 0.9, 1.0) if kind == "dspark" else (1.0, 0.0, 0.0)
-    parts = block_loss(d, out, anchors, labels, valid, last, alphas=alphas, chunk=chunk)
+    parts = block_loss(
+        d, out, anchors, labels, valid, last, alphas=alphas, chunk=chunk, input_ids=ids
+    )
     got = parts.total / parts.weight
     rows = (anchors[:, None] + torch.arange(4)[None]).clamp_max(ids.shape[0] - 1)
     with torch.no_grad():
         tl = d.compute_logits(last[rows])
-    dl = out.markov_logits if kind == "dspark" else out.logits
-    ref = dspark_loss_ref(dl, out.confidence_logits, tl, labels, valid, 4.0, alphas)
+    dl = full.markov_logits if kind == "dspark" else full.logits
+    ref = dspark_loss_ref(dl, full.confidence_logits, tl, labels, valid, 4.0, alphas)
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6)
     params = [p for p in d.parameters() if p.requires_grad]
     g_got = torch.autograd.grad(got, params, retain_graph=True, allow_unused=True)

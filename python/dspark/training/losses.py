@@ -66,6 +66,15 @@ def _block_chunk(drafter, logits, conf, rows, labels, w, alphas):
     return (*parts, accept)
 
 
+def _hidden_chunk(drafter, h, anchor, rows, labels, w, alphas):
+    logits, markov, conf = drafter.block_logits(
+        h, anchor, labels if drafter.kind == "dspark" else None
+    )
+    return _block_chunk(
+        drafter, markov if markov is not None else logits, conf, rows, labels, w, alphas
+    )
+
+
 def block_loss(
     drafter: Any,
     out: Any,
@@ -76,6 +85,7 @@ def block_loss(
     *,
     alphas: tuple[float, float, float] = (0.1, 0.9, 1.0),
     chunk: int = 64,
+    input_ids: torch.Tensor | None = None,
 ) -> LossParts:
     """DSpark / DFlash loss: ``a_ce L_ce + a_tv L_tv + a_conf L_conf`` with position weights.
 
@@ -83,7 +93,9 @@ def block_loss(
     ----------
     drafter : DFlashDrafter or DSparkDrafter
     out : BlockTrainOutput
-        From ``drafter.forward_train`` (DSpark: ``markov_logits`` and ``confidence_logits``).
+        From ``drafter.forward_train``: with ``heads=False`` (only ``hidden``) the logits are
+        computed here chunk by chunk, so no (N, G, V) tensor is ever whole; otherwise the given
+        logits are used (DSpark: ``markov_logits`` and ``confidence_logits``).
     anchor_index : Tensor (N,) int
         Global anchor rows; the target distribution for label k is at row ``anchor + k``.
     labels, valid : Tensor (N, G)
@@ -95,14 +107,24 @@ def block_loss(
         distance (range 0..2), as in the reference.
     chunk : int
         Anchors per chunk.
+    input_ids : Tensor (T,), optional
+        Packed tokens (needed with ``heads=False`` outputs, for the anchor tokens).
 
     Returns
     -------
     LossParts
     """
-    logits = out.markov_logits if out.markov_logits is not None else out.logits
+    from_hidden = out.logits is None
+    logits = (
+        out.hidden
+        if from_hidden
+        else (out.markov_logits if out.markov_logits is not None else out.logits)
+    )
     conf = out.confidence_logits
     n, g = labels.shape
+    anchor_tok = input_ids[anchor_index] if input_ids is not None else None
+    if from_hidden and anchor_tok is None:
+        raise ValueError("input_ids: needed when `out` holds only hidden states (heads=False)")
     pw = torch.tensor(drafter.config.position_weights(g), device=logits.device)
     w = valid.float() * pw[None, :]
     rows_idx = (anchor_index[:, None] + torch.arange(g, device=logits.device)[None, :]).clamp_max(
@@ -113,21 +135,16 @@ def block_loss(
     for lo in range(0, n, chunk):
         sl = slice(lo, lo + chunk)
         rows = last_hidden[rows_idx[sl]]
-        c = conf[sl] if conf is not None else None
-        if torch.is_grad_enabled() and logits.requires_grad:
-            res = checkpoint(
-                _block_chunk,
-                drafter,
-                logits[sl],
-                c,
-                rows,
-                labels[sl],
-                w[sl],
-                alphas,
-                use_reentrant=False,
-            )
+        if from_hidden:
+            fn, args = _hidden_chunk, (drafter, logits[sl], anchor_tok[sl], rows)
         else:
-            res = _block_chunk(drafter, logits[sl], c, rows, labels[sl], w[sl], alphas)
+            c = conf[sl] if conf is not None else None
+            fn, args = _block_chunk, (drafter, logits[sl], c, rows)
+        args = (*args, labels[sl], w[sl], alphas)
+        if torch.is_grad_enabled() and logits.requires_grad:
+            res = checkpoint(fn, *args, use_reentrant=False)
+        else:
+            res = fn(*args)
         sums = sums + torch.stack(res[:3])
         acc_sum = acc_sum + (res[3] * valid[sl]).sum(0)
     total = alphas[0] * sums[0] + alphas[1] * sums[1] + alphas[2] * sums[2]

@@ -125,7 +125,9 @@ class Trainer:
 
             # One FSDP unit: layer methods other than forward (context_kv, ttt_step) are called
             # directly, so per-layer units would see sharded weights.
-            fully_shard(self.drafter)
+            # Heads run again inside the checkpointed loss chunks (after forward_train), so the
+            # parameters stay gathered until backward.
+            fully_shard(self.drafter, reshard_after_forward=False)
             register_fsdp_forward_method(self.drafter, "forward_train")
         self.layers = self.drafter.config.feature_layers
         self.source = source if source is not None else self._make_source()
@@ -275,6 +277,7 @@ class Trainer:
                     b.anchor_index,
                     teacher_tokens=labels,
                     block_chunk=cfg.block_chunk,
+                    heads=False,  # logits per loss chunk: no whole (N, G, V) tensor
                 )
                 parts = block_loss(
                     d,
@@ -285,6 +288,7 @@ class Trainer:
                     b.last_hidden,
                     alphas=cfg.alphas,
                     chunk=cfg.loss_chunk,
+                    input_ids=b.input_ids,
                 )
         return parts, b.num_tokens
 
