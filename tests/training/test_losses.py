@@ -59,17 +59,19 @@ def test_block_loss_matches_reference(small_target, kind, chunk, heads):
     assert parts.accept_count.tolist() == valid.float().sum(0).tolist()
 
 
-def test_eagle3_loss_matches_reference(small_target):
+@pytest.mark.parametrize("heads", [True, False])
+def test_eagle3_loss_matches_reference(small_target, heads):
     d = build_drafter("eagle3", small_target, block_size=3, feature_layers=[0, 1])
     ids, cu, mask, feats, last = _packed(small_target)
-    out = d.forward_train(feats, ids, cu)
+    full = d.forward_train(feats, ids, cu)
+    out = full if heads else d.forward_train(feats, ids, cu, heads=False)
     parts = eagle3_loss(d, out, mask, last, step_decay=0.8, chunk=5)
     total = ids.shape[0]
     lab = (torch.arange(total)[None] + 2 + torch.arange(3)[:, None]).clamp_max(total - 1)
     m = out.valid & mask[lab]
     with torch.no_grad():
         tl = d.compute_logits(last[lab - 1])
-    ref = eagle3_loss_ref(out.logits, tl, m, 0.8)
+    ref = eagle3_loss_ref(full.logits, tl, m, 0.8)
     torch.testing.assert_close((parts.total / parts.weight).double(), ref, rtol=1e-5, atol=1e-6)
     g = torch.autograd.grad(parts.total / parts.weight, d.fc.weight, retain_graph=True)[0]
     gr = torch.autograd.grad(ref, d.fc.weight)[0]

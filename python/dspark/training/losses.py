@@ -152,7 +152,9 @@ def block_loss(
     return LossParts(total, w.sum(), terms, acc_sum.detach(), valid.float().sum(0))
 
 
-def _eagle_chunk(drafter, logits, rows, labels, m):
+def _eagle_chunk(drafter, logits, rows, labels, m, from_hidden=False):
+    if from_hidden:
+        logits = drafter.compute_logits(logits)
     logq = torch.log_softmax(logits.float(), dim=-1)
     logp = _target_logprobs(drafter, rows)
     p = logp.exp()
@@ -181,12 +183,15 @@ def eagle3_loss(
     ----------
     drafter : Eagle3Drafter
     out : Eagle3TrainOutput
-        logits (S, T, V), labels (S, T) at row ``t + 2 + s``, valid (S, T).
+        logits (S, T, V) (or, from ``heads=False``, hidden (S, T, d): the LM head is then applied
+        per chunk), labels (S, T) at row ``t + 2 + s``, valid (S, T).
     loss_mask : Tensor (T,) bool
     last_hidden : Tensor (T, d)
     """
     steps, total = out.labels.shape
-    dev = out.logits.device
+    from_hidden = out.logits is None
+    src = out.hidden if from_hidden else out.logits
+    dev = src.device
     ar = torch.arange(total, device=dev)
     num = torch.zeros((), device=dev)
     acc_sum = torch.zeros(steps, device=dev)
@@ -201,8 +206,9 @@ def eagle3_loss(
         row_idx = lab_idx - 1
         for lo in range(0, total, chunk):
             sl = slice(lo, lo + chunk)
-            args = (drafter, out.logits[s, sl], last_hidden[row_idx[sl]], out.labels[s, sl], m[sl])
-            if torch.is_grad_enabled() and out.logits.requires_grad:
+            rows = last_hidden[row_idx[sl]]
+            args = (drafter, src[s, sl], rows, out.labels[s, sl], m[sl], from_hidden)
+            if torch.is_grad_enabled() and src.requires_grad:
                 ce, acc, cor = checkpoint(_eagle_chunk, *args, use_reentrant=False)
             else:
                 ce, acc, cor = _eagle_chunk(*args)

@@ -251,7 +251,9 @@ class Trainer:
         b = pack(samples, anchors).to(self.device, torch.float32)
         with self.autocast:
             if d.kind == "eagle3":
-                out = d.forward_train(b.features, b.input_ids, b.cu_seqlens, query_chunk=256)
+                out = d.forward_train(
+                    b.features, b.input_ids, b.cu_seqlens, query_chunk=256, heads=False
+                )
                 parts = eagle3_loss(
                     d,
                     out,
