@@ -353,13 +353,22 @@ class Trainer:
         }
         return rec
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
         """Train to ``total_steps`` (resuming if possible); returns the metrics of each step."""
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        self.resume()
-        log = (self.out / "log.jsonl").open("a") if self.rank == 0 else None
+        resumed = self.resume()
+        log_path = self.out / "log.jsonl"
+        if resumed and self.rank == 0 and log_path.exists():
+            # Drop records of steps after the checkpoint: they are about to be redone.
+            keep = [
+                x
+                for x in log_path.read_text().splitlines(True)
+                if x.endswith("\n") and json.loads(x)["step"] <= self.step
+            ]
+            log_path.write_text("".join(keep))
+        log = log_path.open("a") if self.rank == 0 else None
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -368,7 +377,8 @@ class Trainer:
         )
         history = []
         try:
-            while self.step < self.total_steps:
+            end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
+            while self.step < end:
                 t0 = time.perf_counter()
                 rec = self.train_step()
                 rec["tokens_per_s"] = rec["tokens"] / max(time.perf_counter() - t0, 1e-9)
@@ -387,9 +397,12 @@ class Trainer:
         return history
 
 
-def train(config: TrainConfig, target: Any = None, source: Any = None) -> list[dict[str, Any]]:
+def train(
+    config: TrainConfig, target: Any = None, source: Any = None, stop_after: int | None = None
+) -> list[dict[str, Any]]:
     """Run training; initialises torch.distributed from torchrun's environment when present
-    (gloo on CPU, NCCL on GPU)."""
+    (gloo on CPU, NCCL on GPU). ``stop_after`` ends the run after that step (a time-limited
+    job); the schedule still spans the whole run, and a later call resumes."""
     own = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
@@ -397,7 +410,7 @@ def train(config: TrainConfig, target: Any = None, source: Any = None) -> list[d
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         own = True
     try:
-        return Trainer(config, target, source).run()
+        return Trainer(config, target, source).run(stop_after)
     finally:
         if own:
             dist.destroy_process_group()
