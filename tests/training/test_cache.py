@@ -106,3 +106,16 @@ def test_manifest_and_mismatch_errors(target, tmp_path):
     (path / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ValueError, match="version"):
         TargetCache(path)
+
+
+def test_writer_rejects_bad_input(target, tmp_path):
+    from dspark.training.cache import CacheWriter
+
+    with pytest.raises(ValueError, match="feature_dtype"):
+        CacheWriter(tmp_path / "c", target, LAYERS, feature_dtype="int4")
+    w = CacheWriter(tmp_path / "c", target, LAYERS)
+    ids = torch.zeros(5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"\(5, 192\)"):
+        w.add(ids, torch.ones(5, dtype=torch.bool), torch.zeros(5, 64), torch.zeros(5, 64))
+    with pytest.raises(FileNotFoundError, match="unfinished"):
+        TargetCache(tmp_path / "c")  # nothing closed yet: no manifest
