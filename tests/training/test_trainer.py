@@ -118,13 +118,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
-    """2 gloo processes, replicated and FSDP-sharded, resuming a 1-process checkpoint, give the
-    1-process result."""
+def _spawn2(jobs: list, timeout: float = 120.0) -> None:
+    """Run ``jobs`` on 2 spawned gloo processes; fail (never hang) after ``timeout`` seconds."""
+    import time
+
     import torch.multiprocessing as mp
 
     from tests.training import _dist_worker
 
+    ctx = mp.start_processes(
+        _dist_worker.run,
+        args=(2, _free_port(), jobs),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:  # only the processes this test started
+                p.kill()
+            pytest.fail(f"2-process job did not finish in {timeout} s")
+
+
+def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
+    """2 gloo processes, replicated and FSDP-sharded, resuming a 1-process checkpoint, give the
+    1-process result."""
     kw = dict(max_steps=4, save_every=2, micro_batch=1)
     train(_cfg("dspark", target_dir, cache_dir, tmp_path / "one", **kw), target=target)
     runs = []
@@ -135,15 +154,28 @@ def test_two_processes_match_one(target, target_dir, cache_dir, tmp_path):
         t.train_step()
         t.save()  # 1 step on 1 process, then 3 on 2 processes
         runs.append(two.to_dict())
-    mp.start_processes(
-        _dist_worker.run, args=(2, _free_port(), runs), nprocs=2, join=True, start_method="spawn"
-    )
+    _spawn2(runs)
     sa = _final_state(tmp_path / "one", target)
     for fsdp in (False, True):
         assert (tmp_path / f"two{fsdp}" / "step-00000004").is_dir()
         sb = _final_state(tmp_path / f"two{fsdp}", target)
         for k in sa:
             torch.testing.assert_close(sb[k], sa[k], rtol=1e-4, atol=1e-5)
+
+
+def test_cache_built_by_two_processes_matches(target_dir, cache_dir, tmp_path):
+    job = {"target_dir": str(target_dir), "out": str(tmp_path / "cache2"), "layers": LAYERS}
+    _spawn2([{"cache_job": job}])
+    one, two = TargetCache(cache_dir), TargetCache(tmp_path / "cache2", verify=True)
+    assert len(two.manifest["shards"]) == 2
+    assert len(one) == len(two)
+    for i in range(len(one)):
+        a, b = one[i], two[i]
+        assert torch.equal(a["input_ids"], b["input_ids"])
+        assert torch.equal(a["loss_mask"], b["loss_mask"])
+        # Other batch compositions pad differently: equal up to float rounding.
+        torch.testing.assert_close(a["features"], b["features"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a["last_hidden"], b["last_hidden"], rtol=1e-5, atol=1e-5)
 
 
 def test_online_mode_matches_cache(target, target_dir, cache_dir, data_file, tmp_path):

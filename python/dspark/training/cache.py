@@ -159,6 +159,9 @@ class CacheWriter:
         Start a new shard after this many tokens.
     meta : dict, optional
         Extra provenance (data files, chat template, system prompt, max_length).
+    part : str
+        Writer id when several processes fill one directory (see :func:`merge_parts`): shard
+        names get this prefix and :meth:`close` writes ``manifest.<part>.json``.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class CacheWriter:
         shard_tokens: int = 1 << 20,
         meta: dict[str, Any] | None = None,
         overwrite: bool = False,
+        part: str = "",
     ) -> None:
         for name, v in (("feature_dtype", feature_dtype), ("last_dtype", last_dtype)):
             if v not in STORAGE_DTYPES:
@@ -180,8 +184,9 @@ class CacheWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         if (self.dir / MANIFEST).exists() and not overwrite:
             raise FileExistsError(f"path: {self.dir} already holds a cache (pass overwrite=True)")
-        if (self.dir / MANIFEST).exists():
+        if (self.dir / MANIFEST).exists() and not part:
             (self.dir / MANIFEST).unlink()  # invalidate first: never a manifest over new shards
+        self.part = part
         d = int(target.config.get_text_config().hidden_size)
         self.layers, self.hidden = list(feature_layers), d
         self.fdt, self.ldt, self.shard_tokens = feature_dtype, last_dtype, shard_tokens
@@ -198,7 +203,7 @@ class CacheWriter:
             "num_tokens": 0,
             "num_last_rows": 0,
         }
-        self._buf: list[dict[str, torch.Tensor]] = []
+        self._buf: list[dict[str, Any]] = []
         self._buf_tokens = 0
 
     def add(
@@ -207,8 +212,11 @@ class CacheWriter:
         loss_mask: torch.Tensor,
         features: torch.Tensor,
         last_hidden: torch.Tensor,
+        sample_id: int | None = None,
     ) -> None:
-        """Add one sample: ids (S,), mask (S,), features (S, m*d), final hidden (S, d)."""
+        """Add one sample: ids (S,), mask (S,), features (S, m*d), final hidden (S, d).
+
+        ``sample_id`` (default: running count) orders samples when parts are merged."""
         s, f = input_ids.shape[0], len(self.layers) * self.hidden
         if (
             loss_mask.shape != (s,)
@@ -231,6 +239,9 @@ class CacheWriter:
                 "mask": loss_mask.to(torch.uint8).cpu(),
                 "feat": features.detach().cpu(),
                 "last": last_hidden.detach().cpu()[need],
+                "id": self.manifest["num_samples"] + len(self._buf)
+                if sample_id is None
+                else int(sample_id),
             }
         )
         self._buf_tokens += s
@@ -257,7 +268,7 @@ class CacheWriter:
         last = torch.cat([x["last"] for x in b])
         for k, v in _quantise(last, self.ldt, 1).items():
             t["last_hidden" + k] = v
-        name = f"shard-{len(self.manifest['shards']):05d}.safetensors"
+        name = f"{self.part}shard-{len(self.manifest['shards']):05d}.safetensors"
         path = self.dir / name
         _atomic(path, lambda p: save_file(t, p))
         self.manifest["shards"].append(
@@ -267,6 +278,7 @@ class CacheWriter:
                 "num_tokens": int(lens.sum()),
                 "bytes": path.stat().st_size,
                 "sha256": _sha256(path),
+                "sample_ids": [x["id"] for x in b],
             }
         )
         self.manifest["num_samples"] += len(b)
@@ -280,8 +292,32 @@ class CacheWriter:
         m = self.manifest
         total = sum(s["bytes"] for s in m["shards"])
         m["bytes_per_token"] = total / max(1, m["num_tokens"])
-        _atomic(self.dir / MANIFEST, lambda p: Path(p).write_text(json.dumps(m, indent=2)))
+        name = f"manifest.{self.part}json" if self.part else MANIFEST
+        _atomic(self.dir / name, lambda p: Path(p).write_text(json.dumps(m, indent=2)))
         return m
+
+
+def merge_parts(path: str | os.PathLike[str], parts: list[str]) -> dict[str, Any]:
+    """Combine the part manifests written by several :class:`CacheWriter` into ``manifest.json``.
+
+    Raises ValueError when the parts disagree on the target, layers or dtypes.
+    """
+    d = Path(path)
+    ms = [json.loads((d / f"manifest.{p}json").read_text()) for p in parts]
+    keys = ("version", "target", "feature_layers", "hidden_size", "feature_dtype", "last_dtype")
+    for m in ms[1:]:
+        bad = [k for k in keys if m[k] != ms[0][k]]
+        if bad:
+            raise ValueError(f"parts: cache parts disagree on {bad}")
+    out = dict(ms[0])
+    out["shards"] = [sh for m in ms for sh in m["shards"]]
+    for k in ("num_samples", "num_tokens", "num_last_rows"):
+        out[k] = sum(m[k] for m in ms)
+    out["bytes_per_token"] = sum(s["bytes"] for s in out["shards"]) / max(1, out["num_tokens"])
+    _atomic(d / MANIFEST, lambda p: Path(p).write_text(json.dumps(out, indent=2)))
+    for p in parts:
+        (d / f"manifest.{p}json").unlink()
+    return out
 
 
 class TargetCache:
@@ -315,7 +351,7 @@ class TargetCache:
             raise ValueError(f"path: cache version {m.get('version')}, expected {CACHE_VERSION}")
         self.manifest = m
         self.layers, self.hidden = m["feature_layers"], m["hidden_size"]
-        self._index: list[tuple[int, int]] = []
+        self._index: list[Any] = []
         for si, sh in enumerate(m["shards"]):
             p = self.dir / sh["file"]
             if not p.is_file():
@@ -327,7 +363,10 @@ class TargetCache:
                 )
             if verify and _sha256(p) != sh["sha256"]:
                 raise ValueError(f"path: shard {p} fails its SHA-256 checksum (corrupted)")
-            self._index.extend((si, j) for j in range(sh["num_samples"]))
+            ids = sh.get("sample_ids", range(sh["num_samples"]))
+            self._index.extend((sid, si, j) for j, sid in enumerate(ids))
+        # Sample order is the input order, however many processes wrote the parts.
+        self._index = [(si, j) for _, si, j in sorted(self._index)]
         self._open: dict[int, Any] = {}
 
     def __len__(self) -> int:

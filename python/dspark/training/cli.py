@@ -74,11 +74,20 @@ def run_prepare(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    import os
+
+    import torch
+    import torch.distributed as dist
     from transformers import AutoTokenizer
 
     from dspark.training.prepare import build_cache
 
-    target = load_target(args.target)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dev = "cuda" if torch.cuda.is_available() else None
+    target = load_target(args.target, device=dev)
     layers = args.feature_layers or default_feature_layers(
         target.config.get_text_config().num_hidden_layers
     )
@@ -99,7 +108,10 @@ def run_prepare(args: argparse.Namespace) -> int:
         progress=True,
         meta={"source": str(args.data)},
     )
-    print(json.dumps({k: m[k] for k in ("num_samples", "num_tokens", "bytes_per_token")}))
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(json.dumps({k: m[k] for k in ("num_samples", "num_tokens", "bytes_per_token")}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 

@@ -36,14 +36,21 @@ def build_cache(
 
     Samples with fewer than ``min_loss_tokens`` assistant tokens are dropped (reference: 14).
     The target runs on right-padded batches with an attention mask; padding rows are discarded.
+    Under torch.distributed (e.g. ``torchrun ... dspark prepare``) process r handles samples
+    ``i % world == r`` and rank 0 merges the parts; the cache (and its sample order) is the same
+    for any number of processes.
 
     Returns
     -------
     dict
         The manifest (``num_samples``, ``num_tokens``, ``bytes_per_token``, ...).
     """
+    import torch.distributed as dist
     from tqdm.auto import tqdm
 
+    from dspark.training.cache import merge_parts
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     dev = target.get_input_embeddings().weight.device
     writer = CacheWriter(
         out,
@@ -53,6 +60,7 @@ def build_cache(
         last_dtype=last_dtype,
         shard_tokens=shard_tokens,
         overwrite=overwrite,
+        part=f"r{rank:05d}-" if world > 1 else "",
         meta={
             "system_prompt": system_prompt,
             "max_length": max_length,
@@ -62,6 +70,7 @@ def build_cache(
         },
     )
     batch: list[Any] = []
+    ids_of: list[int] = []
 
     def flush() -> None:
         if not batch:
@@ -75,17 +84,27 @@ def build_cache(
         feat, last = target_outputs(target, ids.to(dev), att.to(dev), feature_layers)
         for i, s in enumerate(batch):
             n = s.input_ids.shape[0]
-            writer.add(s.input_ids, s.loss_mask, feat[i, :n], last[i, :n])
+            writer.add(s.input_ids, s.loss_mask, feat[i, :n], last[i, :n], sample_id=ids_of[i])
         batch.clear()
+        ids_of.clear()
 
-    for conv in tqdm(conversations, disable=not progress, desc="cache"):
+    for idx, conv in enumerate(tqdm(conversations, disable=not progress or rank, desc="cache")):
+        if idx % world != rank:
+            continue
         s = tokenize_conversation(
             tokenizer, conv, system_prompt=system_prompt, max_length=max_length
         )
         if int(s.loss_mask.sum()) < min_loss_tokens:
             continue
         batch.append(s)
+        ids_of.append(idx)
         if len(batch) == batch_size:
             flush()
     flush()
-    return writer.close()
+    manifest = writer.close()
+    if world > 1:
+        dist.barrier()
+        if rank == 0:
+            manifest = merge_parts(out, [f"r{r:05d}-" for r in range(world)])
+        dist.barrier()
+    return manifest
