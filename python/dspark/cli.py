@@ -16,6 +16,9 @@ _COMMANDS: dict[str, str] = {
     "info": "dspark.cli_info",
     "zoo": "dspark.zoo.cli",
     "eval": "dspark.cli_eval",
+    "prepare": "dspark.training.cli_prepare",
+    "train": "dspark.training.cli_train",
+    "regenerate": "dspark.training.cli_regenerate",
 }
 
 

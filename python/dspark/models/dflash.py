@@ -220,6 +220,7 @@ class DFlashDrafter(Drafter):
         teacher_tokens: torch.Tensor | None = None,
         block_size: int | None = None,
         block_chunk: int | None = None,
+        heads: bool = True,
     ) -> BlockTrainOutput:
         """Forward over a packed batch of anchor blocks (teacher forcing, index-based masks).
 
@@ -239,6 +240,9 @@ class DFlashDrafter(Drafter):
             G (default ``config.block_size``).
         block_chunk : int, optional
             Run the blocks this many at a time (same result, bounded memory); default all.
+        heads : bool
+            Compute the (N, G, V) logits here; ``False`` returns only ``hidden`` so a loss can
+            call :meth:`block_logits` on chunks of blocks (bounded memory).
 
         Returns
         -------
@@ -274,9 +278,18 @@ class DFlashDrafter(Drafter):
             )
             outs.append(self._run_layers(x, pos, visible, kvs).view(nb, size, -1))
         h = torch.cat(outs, dim=0)
+        if not heads:
+            return BlockTrainOutput(h, None, None, None)  # type: ignore[arg-type]
+        return BlockTrainOutput(h, *self.block_logits(h, input_ids[anchor_index], teacher_tokens))
+
+    def block_logits(
+        self, h: torch.Tensor, anchor: torch.Tensor, teacher_tokens: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Base logits (N, G, V), DSpark's Markov logits and confidence logits for hidden
+        states ``h (N, G, d)`` of blocks with anchor tokens ``anchor (N,)`` (teacher forcing)."""
         logits = self.compute_logits(h)
-        markov, conf = self._train_heads(h, logits, input_ids[anchor_index], teacher_tokens)
-        return BlockTrainOutput(h, logits, markov, conf)
+        markov, conf = self._train_heads(h, logits, anchor, teacher_tokens)
+        return logits, markov, conf
 
     def _train_heads(self, h, logits, anchor, teacher_tokens):
         return None, None

@@ -85,11 +85,15 @@ class Eagle3TrainOutput(NamedTuple):
     labels : Tensor (S, T) int64
     valid : Tensor (S, T) bool
         The label lies in the same sequence.
+    hidden : Tensor (S, T, d) or None
+        Normed hidden states (``logits = compute_logits(hidden)``); set (and ``logits`` None)
+        by ``forward_train(..., heads=False)``.
     """
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     labels: torch.Tensor
     valid: torch.Tensor
+    hidden: torch.Tensor | None = None
 
 
 class Eagle3Drafter(Drafter):
@@ -263,6 +267,7 @@ class Eagle3Drafter(Drafter):
         cu_seqlens: torch.Tensor,
         ttt_steps: int | None = None,
         query_chunk: int | None = None,
+        heads: bool = True,
     ) -> Eagle3TrainOutput:
         """Training-time-test forward over a packed batch (index-based masks).
 
@@ -279,6 +284,9 @@ class Eagle3Drafter(Drafter):
         query_chunk : int, optional
             Attend this many query positions at a time (same result, bounded mask and score
             memory); default all T.
+        heads : bool
+            Compute the (S, T, V) logits here; ``False`` returns the normed hidden states instead
+            so a loss can apply the LM head chunk by chunk (bounded memory).
 
         Returns
         -------
@@ -301,8 +309,12 @@ class Eagle3Drafter(Drafter):
             emb = self.embed(input_ids[tok_idx])[None]
             cos, sin = rope_cos_sin(self.rotary, emb, (pos + s)[None])
             h = self.layer.ttt_step(emb, g, cos, sin, keys, values, causal, query_chunk or total)
-            all_logits.append(self.compute_logits(self.norm(h))[0])
+            hn = self.norm(h)[0]
+            all_logits.append(self.compute_logits(hn) if heads else hn)
             labels.append(input_ids[torch.minimum(lab_idx, end - 1)].long())
             valid.append(lab_idx < end)
             g = h
-        return Eagle3TrainOutput(torch.stack(all_logits), torch.stack(labels), torch.stack(valid))
+        stacked = torch.stack(all_logits)
+        if not heads:
+            return Eagle3TrainOutput(None, torch.stack(labels), torch.stack(valid), stacked)
+        return Eagle3TrainOutput(stacked, torch.stack(labels), torch.stack(valid))

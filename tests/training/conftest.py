@@ -1,0 +1,75 @@
+"""Fixtures for training tests: a tiny Qwen3 target with a byte-level chat tokenizer, on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests._tiny import tiny_qwen3
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_tokenizer():
+    """Byte-level tokenizer: 256 byte tokens + <|im_start|>, <|im_end|> (ids 256, 257)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {c: i for i, c in enumerate(sorted(alphabet))}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.eos_token = "<|im_end|>"
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+CONVERSATIONS = [
+    [
+        {"role": "user", "content": f"question {i}: count from {i}"},
+        {"role": "assistant", "content": " ".join(str(i + k) for k in range(6 + i % 5))},
+        {"role": "user", "content": "and again"},
+        {"role": "assistant", "content": "ab" * (4 + i % 3) + " done"},
+    ]
+    for i in range(8)
+]
+
+
+@pytest.fixture(scope="session")
+def target_dir(tmp_path_factory):
+    """A tiny Qwen3 (vocab 260 >= the tokenizer's 258) saved with its tokenizer."""
+    d = tmp_path_factory.mktemp("target")
+    model = tiny_qwen3(vocab=260, layers=4, logit_scale=8.0)
+    model.save_pretrained(d)
+    tiny_tokenizer().save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def target(target_dir):
+    from dspark.models import load_target
+
+    return load_target(target_dir)
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "train.jsonl"
+    p.write_text("".join(json.dumps({"conversations": c}) + "\n" for c in CONVERSATIONS))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
