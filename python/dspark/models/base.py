@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from dspark.models.config import DrafterConfig
 from dspark.models.layers import init_weights, shared_target_parts
+from dspark.utils.io import atomic_write
 
 __all__ = ["Drafter", "Proposal"]
 
@@ -41,19 +41,6 @@ class Proposal(NamedTuple):
     tokens: torch.Tensor
     draft_logits: torch.Tensor
     confidence: torch.Tensor | None
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Drafter(nn.Module):
@@ -144,10 +131,10 @@ class Drafter(nn.Module):
             tensors["embed_tokens.weight"] = self._shared[0].weight.detach().clone()
             tensors["lm_head.weight"] = self._shared[1].weight.detach().clone()
         # Weights first, config last: a directory with a config always has matching weights.
-        _atomic_write(
+        atomic_write(
             out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"})
         )
-        _atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(self.config.to_json()))
+        atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(self.config.to_json()))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], target: Any, **kwargs: Any) -> Drafter:

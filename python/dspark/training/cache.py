@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dspark.utils.io import atomic_write
 
 __all__ = [
     "CACHE_VERSION",
@@ -130,18 +131,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class CacheWriter:
@@ -270,7 +259,7 @@ class CacheWriter:
             t["last_hidden" + k] = v
         name = f"{self.part}shard-{len(self.manifest['shards']):05d}.safetensors"
         path = self.dir / name
-        _atomic(path, lambda p: save_file(t, p))
+        atomic_write(path, lambda p: save_file(t, p))
         self.manifest["shards"].append(
             {
                 "file": name,
@@ -293,7 +282,7 @@ class CacheWriter:
         total = sum(s["bytes"] for s in m["shards"])
         m["bytes_per_token"] = total / max(1, m["num_tokens"])
         name = f"manifest.{self.part}json" if self.part else MANIFEST
-        _atomic(self.dir / name, lambda p: Path(p).write_text(json.dumps(m, indent=2)))
+        atomic_write(self.dir / name, lambda p: Path(p).write_text(json.dumps(m, indent=2)))
         return m
 
 
@@ -314,7 +303,7 @@ def merge_parts(path: str | os.PathLike[str], parts: list[str]) -> dict[str, Any
     for k in ("num_samples", "num_tokens", "num_last_rows"):
         out[k] = sum(m[k] for m in ms)
     out["bytes_per_token"] = sum(s["bytes"] for s in out["shards"]) / max(1, out["num_tokens"])
-    _atomic(d / MANIFEST, lambda p: Path(p).write_text(json.dumps(out, indent=2)))
+    atomic_write(d / MANIFEST, lambda p: Path(p).write_text(json.dumps(out, indent=2)))
     for p in parts:
         (d / f"manifest.{p}json").unlink()
     return out
