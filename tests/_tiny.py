@@ -9,6 +9,21 @@ from dspark.models import Drafter, DrafterConfig, Proposal
 from dspark.models.sampling import process_logits, sample_processed
 
 
+
+def _shape(vocab: int, hidden: int, layers: int) -> dict:
+    """Config fields the tiny test models share: 4 heads (2 KV heads) of dim 16, MLP 128."""
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+    }
+
 def tiny_qwen3(
     vocab: int = 256,
     layers: int = 4,
@@ -23,19 +38,7 @@ def tiny_qwen3(
     (a uniform target makes every drafter look perfect).
     """
     torch.manual_seed(seed)
-    cfg = Qwen3Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=128,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        eos_token_id=None,
-        pad_token_id=None,
-    )
+    cfg = Qwen3Config(**_shape(vocab, hidden, layers), eos_token_id=None, pad_token_id=None)
     model = Qwen3ForCausalLM(cfg).eval().to(dtype)
     with torch.no_grad():
         model.lm_head.weight.mul_(logit_scale)
@@ -47,17 +50,7 @@ def tiny_llama(
 ) -> LlamaForCausalLM:
     """A Llama causal LM (no q/k norm): the second family through the same drafter code."""
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=128,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
+    cfg = LlamaConfig(**_shape(vocab, hidden, layers))
     return LlamaForCausalLM(cfg).eval()
 
 
