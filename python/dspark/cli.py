@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 # command name -> module that defines it (imported lazily so `dspark --help` stays fast)
 _COMMANDS: dict[str, str] = {
+    "demo": "dspark.demo",
     "info": "dspark.cli_info",
     "zoo": "dspark.zoo.cli",
     "eval": "dspark.cli_eval",

@@ -353,8 +353,20 @@ class Trainer:
         }
         return rec
 
-    def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
-        """Train to ``total_steps`` (resuming if possible); returns the metrics of each step."""
+    def _out_of_time(self, t_start: float, budget: float) -> bool:
+        """Rank 0's clock decides for every process (their clocks differ)."""
+        flag = torch.tensor([float(time.monotonic() - t_start > budget)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    def run(
+        self, stop_after: int | None = None, budget_seconds: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Train to ``total_steps`` (resuming if possible); returns the metrics of each step.
+
+        ``stop_after`` ends the run after that step; ``budget_seconds`` ends it (after writing a
+        checkpoint) once that much wall time has passed in this call. A later call resumes."""
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
@@ -376,9 +388,14 @@ class Trainer:
             desc=f"train {self.cfg.kind}",
         )
         history = []
+        t_start = time.monotonic()
         try:
             end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
             while self.step < end:
+                if budget_seconds is not None and self._out_of_time(t_start, budget_seconds):
+                    if self.step % self.cfg.save_every:  # the last step was not saved yet
+                        self.save()
+                    break
                 t0 = time.perf_counter()
                 rec = self.train_step()
                 rec["tokens_per_s"] = rec["tokens"] / max(time.perf_counter() - t0, 1e-9)

@@ -27,6 +27,11 @@ class Corpus:
         import random
 
         docs = [d for d in self.heldout[domain] if len(d) > chars]
+        if not docs:
+            raise ValueError(
+                f"corpus: no held-out {domain} document longer than {chars} characters "
+                "(too few files held out)"
+            )
         random.Random(seed).shuffle(docs)
         lines = [json.dumps({"turns": [d[:chars]], "domain": domain}) for d in docs[:num]]
         Path(path).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,191 @@
+"""The whole zoo pipeline at toy scale (target -> data -> 3 drafters -> assistant -> export ->
+load -> demo), the manifest's checksums, and the zoo committed in the package."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dspark.zoo.build import build_zoo
+from dspark.zoo.drafters import DataConfig, DrafterTrainConfig, load_samples
+from dspark.zoo.package import ZOO_DIR, export_zoo, load_zoo, verify_zoo
+from dspark.zoo.target import TargetTrainConfig
+
+TINY = TargetTrainConfig(
+    vocab_size=300,
+    hidden_size=32,
+    num_layers=3,
+    num_heads=2,
+    num_kv_heads=1,
+    head_dim=16,
+    intermediate_size=64,
+    seq_len=32,
+    batch_size=4,
+    warmup=2,
+    total_steps=4,
+    checkpoint_every=2,
+)
+TINY_ASSISTANT = TargetTrainConfig(**{**TINY.__dict__, "num_layers": 1, "total_steps": 2})
+TINY_DATA = DataConfig(num_samples=6, prompt_tokens=12, new_tokens=10, batch_size=3, shard_size=4)
+TINY_DRAFTERS = DrafterTrainConfig(
+    steps=2,
+    global_batch=2,
+    num_anchors=4,
+    save_every=1,
+    recipes={
+        "dspark": {"num_layers": 1, "block_size": 3, "markov_rank": 8, "confidence_head": True},
+        "dflash": {"num_layers": 1, "block_size": 3},
+        "eagle3": {"num_layers": 1, "block_size": 3},
+    },
+)
+
+
+def _build(out, budget=None):
+    return build_zoo(
+        out,
+        budget_seconds=budget,
+        target_cfg=TINY,
+        data_cfg=TINY_DATA,
+        drafter_cfg=TINY_DRAFTERS,
+        assistant_cfg=TINY_ASSISTANT,
+        max_files=40,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo_build")
+    # A zero budget stops right after the first stage's setup; a second call resumes to the end.
+    first = _build(out, budget=0.0)
+    assert not first["done"]
+    res = _build(out)
+    assert res["done"], res
+    return out
+
+
+def test_build_records_how_each_model_was_trained(built):
+    data = json.loads((built / "data" / "data_record.json").read_text())
+    assert data["done"] and data["answer_tokens"] > 0
+    samples = load_samples(built / "data")
+    assert len(samples) == TINY_DATA.num_samples
+    for s in samples:  # loss only on the target's continuation, never on the prompt
+        assert not s.loss_mask[: TINY_DATA.prompt_tokens].any()
+        assert s.loss_mask[TINY_DATA.prompt_tokens :].all()
+    for kind in ("dspark", "dflash", "eagle3"):
+        rec = json.loads((built / "drafters" / kind / "model" / "train_record.json").read_text())
+        assert rec["done"] and rec["steps"] == TINY_DRAFTERS.steps
+        assert rec["tokens_seen"] > 0 and math.isfinite(rec["final_loss"])
+        cfg = json.loads((built / "drafters" / kind / "model" / "config.json").read_text())
+        assert cfg["mask_token_id"] == 1  # the tokenizer's <|mask|>
+
+
+def test_data_shards_are_validated(built, tmp_path):
+    shutil.copytree(built / "data", tmp_path / "data")
+    shard = sorted((tmp_path / "data").glob("shard-*.npz"))[0]
+    with np.load(shard) as f:
+        fields = {k: f[k].copy() for k in f.files}
+    fields["ids"][0, 0] ^= 1
+    np.savez(shard, **fields)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_samples(tmp_path / "data")
+
+
+def test_export_load_and_checksums(built, tmp_path):
+    dest = tmp_path / "zoo"
+    manifest = export_zoo(built, dest)
+    assert manifest["total_bytes"] == sum(f["bytes"] for f in manifest["files"].values())
+    assert "drafters/dspark/model.safetensors" in manifest["files"]
+    zoo = load_zoo(dest)
+    assert set(zoo.drafters) == {"dspark", "dflash", "eagle3"}
+    assert zoo.assistant is not None and zoo.records["dspark"]["steps"] == TINY_DRAFTERS.steps
+    ids = zoo.tokenizer("def f(x):", return_tensors="pt").input_ids
+    assert zoo.target(ids).logits.shape[-1] == TINY.vocab_size
+    # one flipped byte in any file is caught
+    w = dest / "drafters" / "eagle3" / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 1
+    w.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_zoo(dest)
+    w.write_bytes(bytes(raw[:-1]))
+    with pytest.raises(ValueError, match="bytes"):
+        verify_zoo(dest)
+    w.unlink()
+    with pytest.raises(ValueError, match="missing"):
+        verify_zoo(dest)
+    with pytest.raises(FileNotFoundError, match="MANIFEST"):
+        verify_zoo(tmp_path)
+
+
+def test_demo_code_path_on_a_tiny_zoo(built, tmp_path, capsys):
+    from dspark.cli import main
+
+    dest = tmp_path / "zoo"
+    export_zoo(built, dest)
+    out_json = tmp_path / "demo.json"
+    rc = main(
+        [
+            "demo",
+            "--zoo", str(dest),
+            "--out", str(tmp_path / "report"),
+            "--prompts", "2",
+            "--max-new-tokens", "6",
+            "--json", str(out_json),
+            "--no-plots",
+        ]
+    )
+    assert rc == 0
+    doc = json.loads(out_json.read_text())
+    rows = doc["results"]
+    assert {(r["drafter"], r["domain"]) for r in rows} == {
+        (k, d) for k in ("dspark", "dflash", "eagle3") for d in ("code", "prose")
+    }
+    for r in rows:
+        assert 1.0 <= r["tau"] <= 1 + r["G"]
+        assert r["speedup"] > 0 and r["speedup_vs_assisted"] > 0 and r["tokens_per_s"] > 0
+    assert set(doc["baselines"]) == {"plain decoding", "hf assisted"}
+    assert (tmp_path / "report" / "report.md").exists()
+    text = capsys.readouterr().out
+    assert "vs assisted" in text and "mean tau" in text and "report.md" in text
+
+
+def test_demo_rejects_bad_arguments(built):
+    from dspark.demo import run_demo
+
+    with pytest.raises(ValueError, match="prompts_per_domain"):
+        run_demo(built, prompts_per_domain=0)
+
+
+# --- the zoo committed in the package ----------------------------------------------------------
+
+needs_zoo = pytest.mark.skipif(
+    not (ZOO_DIR / "MANIFEST.json").exists(), reason="no zoo committed in this checkout"
+)
+
+
+@needs_zoo
+def test_committed_zoo_checksums_match_and_it_is_small():
+    manifest = verify_zoo()
+    assert manifest["total_bytes"] < 25e6
+    for name in ("target", "assistant", "dspark", "dflash", "eagle3"):
+        rec = manifest["training"][name]
+        assert rec["steps"] > 0 and rec["tokens_seen"] > 0 and math.isfinite(rec["final_loss"])
+
+
+@needs_zoo
+def test_committed_zoo_loads_and_drafts():
+    zoo = load_zoo(verify=False)  # checksums: the test above
+    assert zoo.target.config.num_hidden_layers == 6
+    ids = zoo.tokenizer("import os\n", return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = zoo.target(ids).logits
+    assert torch.isfinite(logits).all()
+    for kind, d in zoo.drafters.items():
+        assert d.kind == kind
+        assert d.config.num_layers < zoo.target.config.num_hidden_layers
