@@ -132,11 +132,16 @@ def test_demo_code_path_on_a_tiny_zoo(built, tmp_path, capsys):
     rc = main(
         [
             "demo",
-            "--zoo", str(dest),
-            "--out", str(tmp_path / "report"),
-            "--prompts", "2",
-            "--max-new-tokens", "6",
-            "--json", str(out_json),
+            "--zoo",
+            str(dest),
+            "--out",
+            str(tmp_path / "report"),
+            "--prompts",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--json",
+            str(out_json),
             "--no-plots",
         ]
     )

@@ -73,7 +73,9 @@ def build_target(
     corpus = None
     if not (out / "tokenizer" / "tokenizer.json").exists() or not (out / "tokens.npz").exists():
         # Toy builds (max_files) hold out more files so both prompt sets are non-empty.
-        corpus = build_corpus(max_files=max_files, heldout_fraction=0.05 if max_files is None else 0.3)
+        corpus = build_corpus(
+            max_files=max_files, heldout_fraction=0.05 if max_files is None else 0.3
+        )
         texts = corpus.train["code"] + corpus.train["prose"]
         tok = train_tokenizer(texts, out / "tokenizer", vocab_size=cfg.vocab_size)
         eos = tok.convert_tokens_to_ids("<|endoftext|>")
@@ -142,8 +144,13 @@ def build_zoo(
     tokens = load_tokens(out / "tokens.npz")
     target = load_target(out / "target" / "model", dtype=torch.float32)
     rec = generate_data(
-        out / "data", target, tokens, data_cfg or DataConfig(), eos_token_id=eos,
-        budget_seconds=left(), progress=progress,
+        out / "data",
+        target,
+        tokens,
+        data_cfg or DataConfig(),
+        eos_token_id=eos,
+        budget_seconds=left(),
+        progress=progress,
     )
     stages["data"] = rec
     if not rec["done"] or out_of_time():
@@ -155,8 +162,14 @@ def build_zoo(
             stages[kind] = json.loads(final.read_text())
             continue
         rec = train_zoo_drafter(
-            out / "drafters" / kind, kind, target, out / "target" / "model", samples,
-            drafter_cfg or DrafterTrainConfig(), budget_seconds=left(), progress=progress,
+            out / "drafters" / kind,
+            kind,
+            target,
+            out / "target" / "model",
+            samples,
+            drafter_cfg or DrafterTrainConfig(),
+            budget_seconds=left(),
+            progress=progress,
             mask_token_id=tok.convert_tokens_to_ids("<|mask|>"),
         )
         stages[kind] = rec
@@ -166,7 +179,11 @@ def build_zoo(
     if len(tok) > acfg.vocab_size:
         raise ValueError(f"tokenizer has {len(tok)} tokens but the assistant's vocab is smaller")
     rec = train_target(
-        out / "assistant", acfg, tokens, budget_seconds=left(), eos_token_id=eos,
+        out / "assistant",
+        acfg,
+        tokens,
+        budget_seconds=left(),
+        eos_token_id=eos,
         progress=progress,
     )
     stages["assistant"] = rec

@@ -64,7 +64,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     data = DataConfig() if args.samples is None else DataConfig(num_samples=args.samples)
     drafter = (
-        DrafterTrainConfig() if args.drafter_steps is None
+        DrafterTrainConfig()
+        if args.drafter_steps is None
         else DrafterTrainConfig(steps=args.drafter_steps)
     )
     res = build_zoo(
@@ -89,8 +90,9 @@ def run_export(args: argparse.Namespace) -> int:
 
     dest = args.to or ZOO_DIR
     manifest = export_zoo(args.src, dest)
-    print(f"exported {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB "
-          f"-> {dest}")
+    print(
+        f"exported {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB -> {dest}"
+    )
     return 0
 
 

@@ -56,8 +56,8 @@ class DataConfig:
 class DrafterTrainConfig:
     """Optimisation settings shared by the three zoo drafters (see :class:`TrainConfig`)."""
 
-    steps: int = 300
-    global_batch: int = 32
+    steps: int = 320
+    global_batch: int = 16
     micro_batch: int = 1  # one sequence per forward: block masks stay per-sequence (small)
     num_anchors: int = 48  # blocks per sequence (~1/4 of the answer positions)
     lr: float = 1e-3
@@ -74,8 +74,11 @@ def _sha256(a: np.ndarray) -> str:
 
 def _load_shard(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     with np.load(path) as f:
-        ids, lengths, prompt_len, digest = f["ids"], f["lengths"], int(f["prompt_len"]), str(
-            f["sha256"]
+        ids, lengths, prompt_len, digest = (
+            f["ids"],
+            f["lengths"],
+            int(f["prompt_len"]),
+            str(f["sha256"]),
         )
     if _sha256(ids) + _sha256(lengths) != digest:
         raise ValueError(f"{path}: checksum mismatch (corrupt data shard); delete it to rebuild")

@@ -26,8 +26,12 @@ ZOO_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "MANIFEST.json"
 DRAFTERS = ("dspark", "dflash", "eagle3")
 DOMAINS = ("code", "prose")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "chat_template.jinja")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
 _MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors")
 
 
@@ -80,8 +84,12 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
     for kind in DRAFTERS:
         names = ("config.json", "model.safetensors", "train_record.json")
         _copy(src / "drafters" / kind / "model", tmp / "drafters" / kind, names, names)
-    _copy(src / "prompts", tmp / "prompts", tuple(f"{d}.jsonl" for d in DOMAINS),
-          tuple(f"{d}.jsonl" for d in DOMAINS))
+    _copy(
+        src / "prompts",
+        tmp / "prompts",
+        tuple(f"{d}.jsonl" for d in DOMAINS),
+        tuple(f"{d}.jsonl" for d in DOMAINS),
+    )
     _copy(src / "data", tmp, ("data_record.json",), ("data_record.json",))
     files = {
         p.relative_to(tmp).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
@@ -89,13 +97,16 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
         if p.is_file()
     }
     summary = {}
-    for name, rec_path in [("target", "target/train_record.json"),
-                           ("assistant", "assistant/train_record.json")] + [
-        (k, f"drafters/{k}/train_record.json") for k in DRAFTERS
-    ]:
+    for name, rec_path in [
+        ("target", "target/train_record.json"),
+        ("assistant", "assistant/train_record.json"),
+    ] + [(k, f"drafters/{k}/train_record.json") for k in DRAFTERS]:
         rec = json.loads((tmp / rec_path).read_text())
-        summary[name] = {k: rec.get(k) for k in ("steps", "tokens_seen", "final_loss",
-                                                   "final_tau_estimate") if k in rec}
+        summary[name] = {
+            k: rec.get(k)
+            for k in ("steps", "tokens_seen", "final_loss", "final_tau_estimate")
+            if k in rec
+        }
     manifest = {
         "format": 1,
         "total_bytes": sum(f["bytes"] for f in files.values()),
@@ -187,8 +198,9 @@ def load_zoo(
     dtype = dtype or torch.float32
     target = load_target(root / "target", dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(root / "target"), local_files_only=True)
-    loaded = {k: Drafter.from_pretrained(root / "drafters" / k, target).to(dtype).eval()
-              for k in drafters}
+    loaded = {
+        k: Drafter.from_pretrained(root / "drafters" / k, target).to(dtype).eval() for k in drafters
+    }
     helper = None
     if assistant:
         helper = AutoModelForCausalLM.from_pretrained(
@@ -196,8 +208,10 @@ def load_zoo(
         ).eval()
     records = {"manifest": manifest.get("training", {})}
     for name in ("target", "assistant", *drafters):
-        rel = f"{name}/train_record.json" if name in ("target", "assistant") else (
-            f"drafters/{name}/train_record.json"
+        rel = (
+            f"{name}/train_record.json"
+            if name in ("target", "assistant")
+            else (f"drafters/{name}/train_record.json")
         )
         records[name] = json.loads((root / rel).read_text())
     return Zoo(

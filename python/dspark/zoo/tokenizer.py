@@ -14,7 +14,7 @@ CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 4096):
-    """Train byte-level BPE on ``texts``; save to ``out_dir`` and return a PreTrainedTokenizerFast."""
+    """Train byte-level BPE on ``texts``; save to ``out_dir``; return a PreTrainedTokenizerFast."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
