@@ -142,3 +142,24 @@ def tiny_gemma3(
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
     return model
+
+
+def tiny_zoo_target_config(**overrides):
+    """A toy :class:`dspark.zoo.TargetTrainConfig` (3-layer d=32 Qwen3, 4 steps) for zoo tests."""
+    from dspark.zoo.target import TargetTrainConfig
+
+    fields = {
+        "vocab_size": 300,
+        "hidden_size": 32,
+        "num_layers": 3,
+        "num_heads": 2,
+        "num_kv_heads": 1,
+        "head_dim": 16,
+        "intermediate_size": 64,
+        "seq_len": 32,
+        "batch_size": 4,
+        "warmup": 2,
+        "total_steps": 4,
+        "checkpoint_every": 2,
+    }
+    return TargetTrainConfig(**{**fields, **overrides})

@@ -14,23 +14,10 @@ import torch
 from dspark.zoo.build import build_zoo
 from dspark.zoo.drafters import DataConfig, DrafterTrainConfig, load_samples
 from dspark.zoo.package import ZOO_DIR, export_zoo, load_zoo, verify_zoo
-from dspark.zoo.target import TargetTrainConfig
+from tests._tiny import tiny_zoo_target_config
 
-TINY = TargetTrainConfig(
-    vocab_size=300,
-    hidden_size=32,
-    num_layers=3,
-    num_heads=2,
-    num_kv_heads=1,
-    head_dim=16,
-    intermediate_size=64,
-    seq_len=32,
-    batch_size=4,
-    warmup=2,
-    total_steps=4,
-    checkpoint_every=2,
-)
-TINY_ASSISTANT = TargetTrainConfig(**{**TINY.__dict__, "num_layers": 1, "total_steps": 2})
+TINY = tiny_zoo_target_config()
+TINY_ASSISTANT = tiny_zoo_target_config(num_layers=1, total_steps=2)
 TINY_DATA = DataConfig(num_samples=6, prompt_tokens=12, new_tokens=10, batch_size=3, shard_size=4)
 TINY_DRAFTERS = DrafterTrainConfig(
     steps=2,

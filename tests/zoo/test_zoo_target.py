@@ -11,21 +11,9 @@ import torch
 from dspark.zoo.build import build_target, load_tokens
 from dspark.zoo.corpus import build_corpus
 from dspark.zoo.target import TargetTrainConfig, train_target
+from tests._tiny import tiny_zoo_target_config
 
-TINY = TargetTrainConfig(
-    vocab_size=300,
-    hidden_size=32,
-    num_layers=2,
-    num_heads=2,
-    num_kv_heads=1,
-    head_dim=16,
-    intermediate_size=64,
-    seq_len=32,
-    batch_size=4,
-    warmup=2,
-    total_steps=6,
-    checkpoint_every=2,
-)
+TINY = tiny_zoo_target_config(num_layers=2, total_steps=6)
 
 
 def test_corpus_has_code_and_prose_and_heldout_split():

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from dspark.utils.io import atomic_write
+from dspark.utils.io import atomic_write, file_sha256
 
 __all__ = [
     "CACHE_VERSION",
@@ -123,14 +123,6 @@ def _dequantise(q: torch.Tensor, scale: torch.Tensor | None, groups: int) -> tor
     if scale is None:
         return q
     return (q.float().view(q.shape[0], groups, -1) * scale[..., None]).view(q.shape[0], -1)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class CacheWriter:
@@ -266,7 +258,7 @@ class CacheWriter:
                 "num_samples": len(b),
                 "num_tokens": int(lens.sum()),
                 "bytes": path.stat().st_size,
-                "sha256": _sha256(path),
+                "sha256": file_sha256(path),
                 "sample_ids": [x["id"] for x in b],
             }
         )
@@ -350,7 +342,7 @@ class TargetCache:
                     f"path: shard {p} has {p.stat().st_size} bytes, manifest says {sh['bytes']} "
                     "(truncated or corrupted)"
                 )
-            if verify and _sha256(p) != sh["sha256"]:
+            if verify and file_sha256(p) != sh["sha256"]:
                 raise ValueError(f"path: shard {p} fails its SHA-256 checksum (corrupted)")
             ids = sh.get("sample_ids", range(sh["num_samples"]))
             self._index.extend((sid, si, j) for j, sid in enumerate(ids))

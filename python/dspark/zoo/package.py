@@ -12,13 +12,14 @@ Layout (``dspark/zoo/weights/`` in the package, or any exported directory)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dspark.utils.io import file_sha256
 
 __all__ = ["ZOO_DIR", "Zoo", "export_zoo", "load_zoo", "verify_zoo"]
 
@@ -46,14 +47,6 @@ class Zoo:
     assistant: Any | None
     prompts: dict[str, Path]
     records: dict[str, Any] = field(default_factory=dict)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _copy(src: Path, dst: Path, names: tuple[str, ...], required: tuple[str, ...]) -> None:
@@ -92,7 +85,7 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
     )
     _copy(src / "data", tmp, ("data_record.json",), ("data_record.json",))
     files = {
-        p.relative_to(tmp).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        p.relative_to(tmp).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(tmp.rglob("*"))
         if p.is_file()
     }
@@ -150,7 +143,7 @@ def verify_zoo(path: str | Path | None = None) -> dict[str, Any]:
             raise ValueError(
                 f"zoo: {p} has {p.stat().st_size} bytes, {MANIFEST} says {meta['bytes']}"
             )
-        if _sha256(p) != meta["sha256"]:
+        if file_sha256(p) != meta["sha256"]:
             raise ValueError(f"zoo: {p} does not match its SHA-256 in {MANIFEST} (corrupt file)")
     extra = [
         p.relative_to(root).as_posix()
