@@ -144,6 +144,8 @@ def run_demo(
     if not isinstance(zoo, Zoo):
         zoo = load_zoo(zoo, assistant=assisted)
     use_assisted = assisted and zoo.assistant is not None
+    for line in _zoo_summary(zoo):
+        print_fn(line)
     config = EvalConfig(
         max_new_tokens=max_new_tokens,
         temperature=1.0,
@@ -212,6 +214,37 @@ def run_demo(
         atomic_write(path, lambda p: Path(p).write_text(text))
         print_fn(f"json:   {path}")
     return doc
+
+
+def _zoo_summary(zoo: Any) -> list[str]:
+    """Which models the demo runs and how they were trained (from their train records)."""
+    c = zoo.target.config
+    lines = [
+        f"zoo: {zoo.path}",
+        f"  target  {c.model_type}, {c.num_hidden_layers} layers, d={c.hidden_size}, "
+        f"vocab {c.vocab_size}" + _trained(zoo.records.get("target")),
+    ]
+    for name, d in zoo.drafters.items():
+        lines.append(
+            f"  {name:7s} {d.config.num_layers} layer(s), G={d.config.block_size}"
+            + _trained(zoo.records.get(name))
+        )
+    if zoo.assistant is not None:
+        lines.append(
+            f"  assistant (HF assisted generation) {zoo.assistant.config.num_hidden_layers} "
+            "layers" + _trained(zoo.records.get("assistant"))
+        )
+    return lines
+
+
+def _trained(rec: dict[str, Any] | None) -> str:
+    if not rec or "steps" not in rec:
+        return ""
+    loss = rec.get("final_loss")
+    tokens = rec.get("tokens_seen", 0)
+    return f"; trained {rec['steps']} steps, {tokens / 1e6:.1f}M tokens" + (
+        f", final loss {loss:.2f}" if isinstance(loss, (int, float)) else ""
+    )
 
 
 def _clean(x: Any) -> Any:
