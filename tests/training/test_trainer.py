@@ -104,6 +104,34 @@ def test_resume_is_exact(target, target_dir, cache_dir, tmp_path):
     assert curve(tmp_path / "b") == curve(tmp_path / "a")  # the logged curve has no duplicates
 
 
+def test_time_budget_stops_after_a_checkpoint_and_resumes_exactly(
+    target, target_dir, cache_dir, tmp_path, monkeypatch
+):
+    import time
+
+    import dspark.training.trainer as trainer_mod
+
+    full = train(_cfg("dflash", target_dir, cache_dir, tmp_path / "a", log_every=1), target=target)
+    ticks = iter(range(10**6))  # each clock read advances one "second"
+
+    class FakeTime:
+        perf_counter = staticmethod(time.perf_counter)
+        monotonic = staticmethod(lambda: float(next(ticks)))
+
+    monkeypatch.setattr(trainer_mod, "time", FakeTime)
+    cfg = _cfg("dflash", target_dir, cache_dir, tmp_path / "b", log_every=1)
+    first = Trainer(cfg, target=target).run(budget_seconds=2.5)
+    # Read at start (0), then before each step (1, 2, 3 > 2.5): two steps, then a checkpoint at
+    # step 2 although save_every is 3.
+    assert [h["step"] for h in first] == [1, 2]
+    assert (tmp_path / "b" / "latest").read_text().strip() == "step-00000002"
+    monkeypatch.undo()
+    rest = Trainer(cfg, target=target).run()
+    assert [h["step"] for h in rest] == [3, 4, 5, 6]
+    for a, b in zip(full, first + rest, strict=True):
+        assert a["loss"] == b["loss"], (a["step"], a["loss"], b["loss"])
+
+
 def test_bf16_precision_trains(target, target_dir, cache_dir, tmp_path):
     hist = train(
         _cfg("dspark", target_dir, cache_dir, tmp_path, precision="bf16", max_steps=2),
