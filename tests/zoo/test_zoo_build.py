@@ -164,7 +164,7 @@ needs_zoo = pytest.mark.skipif(
 @needs_zoo
 def test_committed_zoo_checksums_match_and_it_is_small():
     manifest = verify_zoo()
-    assert manifest["total_bytes"] < 25e6
+    assert manifest["total_bytes"] < 30e6  # target 11.5 MB, assistant 5, drafters 2.5-5 each
     for name in ("target", "assistant", "dspark", "dflash", "eagle3"):
         rec = manifest["training"][name]
         assert rec["steps"] > 0 and rec["tokens_seen"] > 0 and math.isfinite(rec["final_loss"])

@@ -11,18 +11,24 @@ from pathlib import Path
 
 __all__ = ["atomic_write", "file_sha256"]
 
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``.
 
     The temporary file is removed if ``write`` raises, so a crash leaves either the old file or
-    the new one, never a partial one.
+    the new one, never a partial one. The file gets the usual permissions (``0o666`` minus the
+    umask; ``mkstemp`` alone would leave it owner-only).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,42 @@
+"""dspark.utils.io: atomic writes keep the old file on failure and get ordinary permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dspark.utils.io import atomic_write, file_sha256
+
+
+def test_atomic_write_replaces_and_uses_umask_permissions(tmp_path):
+    p = tmp_path / "x.bin"
+    atomic_write(p, lambda t: Path(t).write_bytes(b"new"))
+    assert p.read_bytes() == b"new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+    assert [q.name for q in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_atomic_write_failure_keeps_the_old_file_and_no_temporary(tmp_path):
+    p = tmp_path / "x.bin"
+    p.write_bytes(b"old")
+
+    def boom(t):
+        Path(t).write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(p, boom)
+    assert p.read_bytes() == b"old"
+    assert [q.name for q in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    data = os.urandom(5 << 20)  # spans more than one 4 MiB block
+    (tmp_path / "f").write_bytes(data)
+    assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
