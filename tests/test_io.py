@@ -40,3 +40,18 @@ def test_file_sha256_matches_hashlib(tmp_path):
     data = os.urandom(5 << 20)  # spans more than one 4 MiB block
     (tmp_path / "f").write_bytes(data)
     assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_atomic_write_json_and_npz_round_trip(tmp_path):
+    import json
+
+    import numpy as np
+
+    from dspark.utils.io import atomic_write_json, atomic_write_npz
+
+    atomic_write_json(tmp_path / "r.json", {"a": [1, 2]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2]}
+    atomic_write_npz(tmp_path / "x.npz", ids=np.arange(5, dtype=np.uint16), n=3)
+    with np.load(tmp_path / "x.npz") as f:
+        assert f["ids"].tolist() == [0, 1, 2, 3, 4] and int(f["n"]) == 3
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["r.json", "x.npz"]

@@ -4,12 +4,14 @@ streaming checksums."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "file_sha256"]
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_npz", "file_sha256"]
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
 _UMASK = os.umask(0o022)
@@ -34,6 +36,23 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 1) -> None:
+    """Write ``obj`` as JSON with :func:`atomic_write`."""
+    text = json.dumps(obj, indent=indent) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """``np.savez`` with :func:`atomic_write` (via a file object: no ``.npz`` suffix is added)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from dspark.utils.io import atomic_write_npz
 from dspark.zoo.corpus import build_corpus
 from dspark.zoo.drafters import (
     DataConfig,
@@ -53,9 +53,7 @@ def load_tokens(path: Path) -> np.ndarray:
 
 
 def _save_tokens(path: Path, tokens: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, tokens=tokens, sha256=hashlib.sha256(tokens.tobytes()).hexdigest())
-    os.replace(tmp, path)
+    atomic_write_npz(path, tokens=tokens, sha256=hashlib.sha256(tokens.tobytes()).hexdigest())
 
 
 def build_target(
@@ -87,8 +85,6 @@ def build_target(
     if len(tok) > cfg.vocab_size:
         raise ValueError(f"tokenizer has {len(tok)} tokens but cfg.vocab_size is {cfg.vocab_size}")
     tokens = load_tokens(out / "tokens.npz")
-    if budget_seconds is not None:
-        budget_seconds = max(0.0, budget_seconds)
     record = train_target(
         out / "target",
         cfg,

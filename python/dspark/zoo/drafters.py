@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from dspark.utils.io import atomic_write_json, atomic_write_npz
 
 __all__ = [
     "DRAFTER_RECIPES",
@@ -151,15 +152,13 @@ def generate_data(
             if hit.size:
                 lengths[i] = cfg.prompt_tokens + hit[0] + 1
         ids = ids.astype(np.uint16)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
+        atomic_write_npz(
+            path,
             ids=ids,
             lengths=lengths,
             prompt_len=cfg.prompt_tokens,
             sha256=_sha256(ids) + _sha256(lengths),
         )
-        os.replace(tmp, path)
     bar.close()
     done = all((out / f"shard-{s:05d}.npz").exists() for s in range(num_shards))
     record = {"config": asdict(cfg), "done": done, "shards": num_shards}
@@ -167,9 +166,7 @@ def generate_data(
         samples = load_samples(out)
         record["answer_tokens"] = int(sum(int(s.loss_mask.sum()) for s in samples))
         record["total_tokens"] = int(sum(len(s.input_ids) for s in samples))
-        tmp = out / "data_record.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, out / "data_record.json")
+        atomic_write_json(out / "data_record.json", record)
     return record
 
 
@@ -221,7 +218,7 @@ def train_zoo_drafter(
         target=str(target_dir),
         data=str(run / "samples"),  # informational: the source is passed in
         output_dir=str(run / "run"),
-        drafter=dict(recipe),
+        drafter=recipe,
         max_steps=cfg.steps,
         global_batch=cfg.global_batch,
         micro_batch=cfg.micro_batch,
@@ -258,7 +255,5 @@ def train_zoo_drafter(
     if done:
         final = trainer.drafter.to(torch.bfloat16)
         final.save_pretrained(run / "model")
-        tmp = run / "model" / "train_record.json.tmp"
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, run / "model" / "train_record.json")
+        atomic_write_json(run / "model" / "train_record.json", record)
     return record

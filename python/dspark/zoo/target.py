@@ -7,7 +7,6 @@ step, so a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from dspark.utils.io import atomic_write_json
 
 __all__ = ["TargetTrainConfig", "qwen3_config", "tokenize_docs", "train_target"]
 
@@ -190,9 +191,8 @@ def train_target(
     }
     if record["done"]:
         model.to(torch.bfloat16).save_pretrained(out / "model", safe_serialization=True)
-        tmp = out / "train_record.json.tmp"
-        tmp.write_text(
-            json.dumps({**record, "loss_curve": losses[:: max(1, len(losses) // 200)]}, indent=1)
+        atomic_write_json(
+            out / "train_record.json",
+            {**record, "loss_curve": losses[:: max(1, len(losses) // 200)]},
         )
-        os.replace(tmp, out / "train_record.json")
     return record
