@@ -49,6 +49,15 @@ class Zoo:
     records: dict[str, Any] = field(default_factory=dict)
 
 
+def _record_path(name: str) -> str:
+    """Relative path of a model's ``train_record.json`` in an exported zoo."""
+    return (
+        f"{name}/train_record.json"
+        if name in ("target", "assistant")
+        else (f"drafters/{name}/train_record.json")
+    )
+
+
 def _copy(src: Path, dst: Path, names: tuple[str, ...], required: tuple[str, ...]) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for n in names:
@@ -90,11 +99,8 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
         if p.is_file()
     }
     summary = {}
-    for name, rec_path in [
-        ("target", "target/train_record.json"),
-        ("assistant", "assistant/train_record.json"),
-    ] + [(k, f"drafters/{k}/train_record.json") for k in DRAFTERS]:
-        rec = json.loads((tmp / rec_path).read_text())
+    for name in ("target", "assistant", *DRAFTERS):
+        rec = json.loads((tmp / _record_path(name)).read_text())
         summary[name] = {
             k: rec.get(k)
             for k in ("steps", "tokens_seen", "final_loss", "final_tau_estimate")
@@ -201,12 +207,7 @@ def load_zoo(
         ).eval()
     records = {"manifest": manifest.get("training", {})}
     for name in ("target", "assistant", *drafters):
-        rel = (
-            f"{name}/train_record.json"
-            if name in ("target", "assistant")
-            else (f"drafters/{name}/train_record.json")
-        )
-        records[name] = json.loads((root / rel).read_text())
+        records[name] = json.loads((root / _record_path(name)).read_text())
     return Zoo(
         path=root,
         target=target,
