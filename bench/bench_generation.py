@@ -18,6 +18,7 @@ import torch
 from transformers import DynamicCache, Qwen3Config, Qwen3ForCausalLM
 
 import dspark
+from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models import Drafter, DrafterConfig, Proposal, build_drafter
 
 NEW_TOKENS, BLOCK = 48, 4
@@ -45,10 +46,10 @@ def make_target(hidden: int, layers: int, vocab: int) -> Qwen3ForCausalLM:
 @torch.no_grad()
 def greedy_cached(target, ids: torch.Tensor, n: int) -> torch.Tensor:
     cache = DynamicCache(config=target.config)
-    out = target(ids, past_key_values=cache, use_cache=True)
+    out = target(ids, **cache_kwargs(target, cache), use_cache=True)
     seq = [out.logits[:, -1].argmax(-1, keepdim=True)]
     for _ in range(n - 1):
-        out = target(seq[-1], past_key_values=cache, use_cache=True)
+        out = target(seq[-1], **cache_kwargs(target, cache), use_cache=True)
         seq.append(out.logits[:, -1].argmax(-1, keepdim=True))
     return torch.cat([ids, *seq], dim=1)
 

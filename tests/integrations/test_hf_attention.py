@@ -13,6 +13,7 @@ import torch
 
 import dspark
 from dspark.integrations.hf_attention import register_hf_attention
+from dspark.integrations.hf_compat import cache_kwargs
 
 transformers = pytest.importorskip("transformers")
 
@@ -50,7 +51,7 @@ def test_hf_tree_verification_matches_dense_mask(kind):
     draft = torch.randint(0, 128, (B, q))
     with torch.no_grad():
         cache = transformers.DynamicCache(config=model.config)
-        model(prompt, past_key_values=cache, use_cache=True)
+        model(prompt, **cache_kwargs(model, cache), use_cache=True)
         qo_indptr = torch.arange(0, B * q + 1, q, dtype=torch.int32)
         kv_len = torch.full((B,), prefix + q, dtype=torch.int32)
         pos = dspark.tree_positions(parents.view(-1), qo_indptr, kv_len).view(B, q)
@@ -62,18 +63,18 @@ def test_hf_tree_verification_matches_dense_mask(kind):
             ~visible[:, None], torch.finfo(torch.float32).min
         )
         ref = model(
-            draft, past_key_values=copy.deepcopy(cache), position_ids=pos, attention_mask=mask
+            draft, **cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, attention_mask=mask
         ).logits
 
         name = register_hf_attention()
         model.set_attn_implementation(name)
         ours = model(
-            draft, past_key_values=copy.deepcopy(cache), position_ids=pos, dspark_parents=parents
+            draft, **cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, dspark_parents=parents
         ).logits
         # The causal default (no parents) equals the chain reading of the same tokens.
-        chain = model(draft, past_key_values=copy.deepcopy(cache)).logits
+        chain = model(draft, **cache_kwargs(model, copy.deepcopy(cache))).logits
         model.set_attn_implementation("sdpa")
-        chain_ref = model(draft, past_key_values=copy.deepcopy(cache)).logits
+        chain_ref = model(draft, **cache_kwargs(model, copy.deepcopy(cache))).logits
     torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(chain, chain_ref, atol=2e-5, rtol=1e-5)
     assert not torch.allclose(ours, chain, atol=1e-3)  # the tree mask really changed something

@@ -7,7 +7,9 @@ plain target distribution (``top_k=0``, ``top_p=1``), like dspark's evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -53,22 +55,52 @@ def hf_generate(
     extra
         ``assistant_model=`` (assisted generation) or ``prompt_lookup_num_tokens=``.
     """
+    from transformers import GenerationConfig
+
     torch.manual_seed(seed)
     sampling: dict[str, Any] = (
         {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
         if temperature > 0
         else {"do_sample": False}
     )
+    peer = {k: v for k, v in extra.items() if k != "assistant_model"}
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=list(stop_ids) or None,
+        pad_token_id=pad_token_id,
+        **sampling,
+        **peer,
+    )
+    models = {"assistant_model": extra["assistant_model"]} if "assistant_model" in extra else {}
     dev = next(target.parameters()).device
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_assistant_config_notice():
         out = target.generate(
             input_ids=input_ids.to(dev),
             attention_mask=attention_mask.to(dev),
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=0,
-            eos_token_id=list(stop_ids) or None,
-            pad_token_id=pad_token_id,
-            **sampling,
-            **extra,
+            generation_config=config,
+            **models,
         )
     return count_new_tokens(out[:, input_ids.shape[1] :].cpu(), stop_ids, max_new_tokens)
+
+
+class _DropAssistantNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passing `generation_config` together with" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_assistant_config_notice() -> Iterator[None]:
+    """Hide one notice transformers raises against itself during assisted generation.
+
+    dspark passes every setting in one ``GenerationConfig``; transformers' own
+    ``AssistedCandidateGenerator`` then calls ``assistant_model.generate(generation_config=...,
+    max_new_tokens=..., ...)`` and its ``generate`` logs that this mix "is deprecated". Nothing a
+    caller can change causes it, so only that message is filtered, only during the call.
+    """
+    log = logging.getLogger("transformers.generation.utils")
+    notice = _DropAssistantNotice()
+    log.addFilter(notice)
+    try:
+        yield
+    finally:
+        log.removeFilter(notice)

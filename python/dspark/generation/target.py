@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models.features import FeatureCapture
 
 __all__ = ["TargetForward", "TargetRunner"]
@@ -97,7 +98,7 @@ class TargetRunner:
                 input_ids=tokens,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=self.cache,
+                **cache_kwargs(self.target, self.cache),
                 use_cache=True,
             )
         self.slot_valid = torch.cat([self.slot_valid, new_valid], dim=1)
@@ -117,7 +118,7 @@ class TargetRunner:
                 input_ids=input_ids,
                 attention_mask=mask.long(),
                 position_ids=positions,
-                past_key_values=self.cache,
+                **cache_kwargs(self.target, self.cache),
                 use_cache=True,
             )
         self.slot_valid = mask.clone()
@@ -149,7 +150,7 @@ class TargetRunner:
                 input_ids=tokens,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=self.cache,
+                **cache_kwargs(self.target, self.cache),
                 use_cache=True,
             )
         self.slot_valid = torch.cat([self.slot_valid, torch.ones_like(tokens, dtype=torch.bool)], 1)

@@ -7,7 +7,7 @@ with a tree mask through dspark::
     dspark.integrations.hf_attention.register_hf_attention()      # name "dspark"
     model.set_attn_implementation("dspark")
     positions = dspark.tree_positions(parents, qo_indptr, kv_len)  # prefix_len + depth (RoPE)
-    out = model(input_ids, past_key_values=cache, position_ids=positions.view(B, q),
+    out = model(input_ids, cache=cache, position_ids=positions.view(B, q),
                 dspark_parents=parents.view(B, q))
 
 No dense mask is built: transformers skips mask creation for implementations without a mask
