@@ -63,13 +63,19 @@ def test_hf_tree_verification_matches_dense_mask(kind):
             ~visible[:, None], torch.finfo(torch.float32).min
         )
         ref = model(
-            draft, **cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, attention_mask=mask
+            draft,
+            **cache_kwargs(model, copy.deepcopy(cache)),
+            position_ids=pos,
+            attention_mask=mask,
         ).logits
 
         name = register_hf_attention()
         model.set_attn_implementation(name)
         ours = model(
-            draft, **cache_kwargs(model, copy.deepcopy(cache)), position_ids=pos, dspark_parents=parents
+            draft,
+            **cache_kwargs(model, copy.deepcopy(cache)),
+            position_ids=pos,
+            dspark_parents=parents,
         ).logits
         # The causal default (no parents) equals the chain reading of the same tokens.
         chain = model(draft, **cache_kwargs(model, copy.deepcopy(cache))).logits

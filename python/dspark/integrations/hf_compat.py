@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["cache_keyword", "cache_kwargs"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword_of(cls: type) -> str:
     try:
         params = inspect.signature(cls.forward).parameters
