@@ -146,7 +146,7 @@ def tiny_gemma3(
 
 def tiny_zoo_target_config(**overrides):
     """A toy :class:`dspark.zoo.TargetTrainConfig` (3-layer d=32 Qwen3, 4 steps) for zoo tests."""
-    from dspark.zoo.target import TargetTrainConfig
+    from dspark.zoo.target_lm import TargetTrainConfig
 
     fields = {
         "vocab_size": 300,

@@ -10,7 +10,7 @@ import torch
 
 from dspark.zoo.build import build_target, load_tokens
 from dspark.zoo.corpus import build_corpus
-from dspark.zoo.target import TargetTrainConfig, train_target
+from dspark.zoo.target_lm import TargetTrainConfig, train_target
 from tests._tiny import tiny_zoo_target_config
 
 TINY = tiny_zoo_target_config(num_layers=2, total_steps=6)

@@ -8,7 +8,7 @@ position before/after, and ``plot_reliability`` saves reliability diagrams (need
 from __future__ import annotations
 
 from dspark.calibration.metrics import brier, ece, reliability_bins, roc_auc, survival_labels
-from dspark.calibration.plot import plot_reliability
+from dspark.calibration.reliability_plot import plot_reliability
 from dspark.calibration.sts import StsResult, apply_sts, calibration_report, default_grid, sts
 
 __all__ = [

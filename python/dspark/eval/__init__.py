@@ -9,7 +9,7 @@ on their own.
 from __future__ import annotations
 
 from dspark.eval.datasets import ByteTokenizer, Prompt, PromptEncoder, encode_prompt, load_prompts
-from dspark.eval.metrics import (
+from dspark.eval.acceptance import (
     RoundRecord,
     acceptance_summary,
     conditional_acceptance,

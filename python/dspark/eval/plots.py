@@ -30,7 +30,7 @@ def save_plots(report: Any, root: Path) -> list[Path]:
     - ``sweep_<benchmark>_<method>.png``: acceptance rate and drafts/step per threshold.
     """
     from dspark.calibration import plot_reliability
-    from dspark.eval.cache import _safe
+    from dspark.eval.result_cache import _safe
 
     paths = []
     for bench, methods in report.results.items():

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from dspark.eval.cache import ResultCache, fingerprint
+from dspark.eval.result_cache import ResultCache, fingerprint
 from dspark.eval.config import EvalConfig
 from dspark.eval.datasets import Prompt, encode_prompt, load_prompts
-from dspark.eval.metrics import RoundRecord, records_from_rounds
+from dspark.eval.acceptance import RoundRecord, records_from_rounds
 from dspark.eval.peers import PEERS, hf_generate
 from dspark.eval.report import EvalReport, MethodResult, summarise_method
 from dspark.generation import SpeculativeGenerator

@@ -3,8 +3,8 @@
 from dspark.generation.api import generate
 from dspark.generation.speculative import SpeculativeGenerator
 from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent
-from dspark.generation.target import TargetRunner
-from dspark.generation.tree import StaticTree
+from dspark.generation.target_runner import TargetRunner
+from dspark.ops.static_tree import StaticTree
 
 __all__ = [
     "GenerationOutput",

@@ -14,7 +14,8 @@ from typing import Any
 
 from dspark.models.base import Drafter, Proposal
 from dspark.models.config import DRAFTER_KINDS, DrafterConfig, default_feature_layers
-from dspark.models.dflash import BlockTrainOutput, DFlashDrafter, DSparkDrafter, block_targets
+from dspark.models.dflash import BlockTrainOutput, DFlashDrafter, block_targets
+from dspark.models.dspark import DSparkDrafter
 from dspark.models.eagle3 import Eagle3Drafter, Eagle3TrainOutput
 from dspark.models.features import target_features
 from dspark.models.sampling import MarkovSample, markov_sample, process_logits

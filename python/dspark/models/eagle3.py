@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dspark.models.base import Drafter, Proposal
-from dspark.models.cache import RaggedKVCache
+from dspark.models.kv_cache import RaggedKVCache
 from dspark.models.config import DrafterConfig
 from dspark.models.layers import Attention, RMSNorm, SwiGLU, apply_rope, attend, rope_cos_sin
 from dspark.models.sampling import process_logits, sample_processed
@@ -198,7 +198,7 @@ class Eagle3Drafter(Drafter):
         ----------
         state : Eagle3State
         anchor : Tensor (B,)
-        tree : dspark.generation.tree.StaticTree
+        tree : dspark.ops.static_tree.StaticTree
 
         Returns
         -------

@@ -43,7 +43,7 @@ def add_prepare_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from dspark.models import default_feature_layers, load_target
-    from dspark.training.cache import estimate_bytes_per_token
+    from dspark.training.feature_cache import estimate_bytes_per_token
     from dspark.training.data import load_conversations, tokenize_conversation
 
     if args.estimate:

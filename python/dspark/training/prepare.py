@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dspark.training.cache import CacheWriter, target_outputs
+from dspark.training.feature_cache import CacheWriter, target_outputs
 from dspark.training.data import tokenize_conversation
 
 __all__ = ["build_cache"]
@@ -48,7 +48,7 @@ def build_cache(
     import torch.distributed as dist
     from tqdm.auto import tqdm
 
-    from dspark.training.cache import merge_parts
+    from dspark.training.feature_cache import merge_parts
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     dev = target.get_input_embeddings().weight.device

@@ -56,7 +56,7 @@ class OnlineSource:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        from dspark.training.cache import target_outputs
+        from dspark.training.feature_cache import target_outputs
 
         s = self.samples[i]
         dev = self.target.get_input_embeddings().weight.device
@@ -148,7 +148,7 @@ class Trainer:
     def _make_source(self) -> Any:
         cfg = self.cfg
         if cfg.cache is not None:
-            from dspark.training.cache import TargetCache
+            from dspark.training.feature_cache import TargetCache
 
             cache = TargetCache(cfg.cache)
             cache.check_compatible(self.target, self.layers)

@@ -10,7 +10,7 @@ Pipeline (``dspark zoo build``): :mod:`corpus` (code and prose, with held-out pr
 
 from dspark.zoo.corpus import Corpus, build_corpus
 from dspark.zoo.package import ZOO_DIR, Zoo, export_zoo, load_zoo, verify_zoo
-from dspark.zoo.target import TargetTrainConfig, train_target
+from dspark.zoo.target_lm import TargetTrainConfig, train_target
 from dspark.zoo.tokenizer import train_tokenizer
 
 __all__ = [

@@ -34,7 +34,7 @@ from dspark.zoo.drafters import (
     load_samples,
     train_zoo_drafter,
 )
-from dspark.zoo.target import TargetTrainConfig, tokenize_docs, train_target
+from dspark.zoo.target_lm import TargetTrainConfig, tokenize_docs, train_target
 from dspark.zoo.tokenizer import load_tokenizer, train_tokenizer
 
 __all__ = ["ASSISTANT_CONFIG", "build_target", "build_zoo", "load_tokens"]

@@ -45,7 +45,7 @@ def _budget(args: argparse.Namespace) -> float | None:
 
 
 def _target_cfg(args: argparse.Namespace):
-    from dspark.zoo.target import TargetTrainConfig
+    from dspark.zoo.target_lm import TargetTrainConfig
 
     return TargetTrainConfig() if args.steps is None else TargetTrainConfig(total_steps=args.steps)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from dspark.training.cache import TargetCache, estimate_bytes_per_token
+from dspark.training.feature_cache import TargetCache, estimate_bytes_per_token
 from dspark.training.data import tokenize_conversation
 from dspark.training.prepare import build_cache
 from tests._tiny import tiny_qwen3
@@ -109,7 +109,7 @@ def test_manifest_and_mismatch_errors(target, tmp_path):
 
 
 def test_writer_rejects_bad_input(target, tmp_path):
-    from dspark.training.cache import CacheWriter
+    from dspark.training.feature_cache import CacheWriter
 
     with pytest.raises(ValueError, match="feature_dtype"):
         CacheWriter(tmp_path / "c", target, LAYERS, feature_dtype="int4")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dspark.eval.cache import ResultCache, fingerprint
+from dspark.eval.result_cache import ResultCache, fingerprint
 
 
 def test_cache_roundtrip_and_validation(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dspark.models.cache import RaggedKVCache
+from dspark.models.kv_cache import RaggedKVCache
 
 
 def test_ragged_cache_matches_per_request_lists():

@@ -2,7 +2,7 @@
 
 The maths is ``algorithms.md`` section 4 (Algorithm 1, its early stop, and the asynchronous
 top-K variant). The walk runs in C++ (``csrc/scheduler``); this module holds the typed API. The
-step-rate curve and its helpers live in :mod:`dspark.sps` and are re-exported here.
+step-rate curve and its helpers live in :mod:`dspark.scheduler.sps` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dspark import _C
-from dspark.sps import LoadMonitor, SpsTable, profile_sps
+from dspark.scheduler.sps import LoadMonitor, SpsTable, profile_sps
 
 __all__ = [
     "AsyncPrefixScheduler",
