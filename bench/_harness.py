@@ -53,8 +53,12 @@ def cpu_time_ms(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -
 def add_timing_args(ap) -> None:
     """--threads and --clock options shared by every benchmark."""
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="cpu = process CPU time (use with --threads 1 on a loaded machine)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu = process CPU time (use with --threads 1 on a loaded machine)",
+    )
 
 
 def timer_from_args(args) -> Callable[..., float]:

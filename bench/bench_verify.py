@@ -72,11 +72,16 @@ def main() -> None:
     for probs in (False, True):
         for R, n, V in shapes:
             x = make_inputs(R, n, V, tree=False, probs=probs)
-            kw = {"draft_probs": x["draft_probs"], "temperature": x["temperature"],
-                  "target_is_probs": probs}
+            kw = {
+                "draft_probs": x["draft_probs"],
+                "temperature": x["temperature"],
+                "target_is_probs": probs,
+            }
             args = (x["target"], x["draft_tokens"], x["draft_indptr"])
             res = dspark.verify_batch(*args, seed=torch.arange(R), **kw)
-            ours = time_ms(lambda a=args, kw=kw, R=R: dspark.verify_batch(*a, seed=torch.arange(R), **kw))
+            ours = time_ms(
+                lambda a=args, kw=kw, R=R: dspark.verify_batch(*a, seed=torch.arange(R), **kw)
+            )
             ref = time_ms(lambda a=args, kw=kw: verify_chain_torch(*a, **kw), warmup=1, iters=3)
             mean_acc = res.accept_len.float().mean().item()
             table.add(

@@ -9,7 +9,6 @@ from dspark.models import Drafter, DrafterConfig, Proposal
 from dspark.models.sampling import process_logits, sample_processed
 
 
-
 def _shape(vocab: int, hidden: int, layers: int) -> dict:
     """Config fields the tiny test models share: 4 heads (2 KV heads) of dim 16, MLP 128."""
     return {
@@ -23,6 +22,7 @@ def _shape(vocab: int, hidden: int, layers: int) -> dict:
         "max_position_embeddings": 512,
         "tie_word_embeddings": False,
     }
+
 
 def tiny_qwen3(
     vocab: int = 256,

@@ -14,10 +14,15 @@ from dspark import calibration
 from dspark._backend import backends, cuda_available
 from dspark.generation import SpeculativeGenerator, generate
 from dspark.ops.draft_step import DraftStepResult, draft_step
-from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_from_sglang
-from dspark.ops.tree import tree_positions, tree_query_layout
-from dspark.ops.verify_attention import verify_attention
+from dspark.ops.tree import (
+    tree_attention_mask,
+    tree_from_choices,
+    tree_from_sglang,
+    tree_positions,
+    tree_query_layout,
+)
 from dspark.ops.verify import VerifyResult, verify_batch
+from dspark.ops.verify_attention import verify_attention
 from dspark.scheduler import LoadMonitor, PrefixScheduler, SpsTable
 
 __version__ = "0.1.0"
@@ -26,8 +31,8 @@ __all__ = [
     "DraftStepResult",
     "LoadMonitor",
     "PrefixScheduler",
-    "SpsTable",
     "SpeculativeGenerator",
+    "SpsTable",
     "VerifyResult",
     "__version__",
     "backends",

@@ -44,7 +44,9 @@ def check_tensor(
             f"{name}: expected dtype {allowed}, got {str(t.dtype).removeprefix('torch.')}"
         )
     if shape is not None:
-        ok = t.dim() == len(shape) and all(s is None or s == n for s, n in zip(shape, t.shape))
+        ok = t.dim() == len(shape) and all(
+            s is None or s == n for s, n in zip(shape, t.shape, strict=False)
+        )
         if not ok:
             raise ValueError(
                 f"{name}: expected shape {fmt_shape(shape)}, got {fmt_shape(tuple(t.shape))}"

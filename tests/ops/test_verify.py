@@ -173,7 +173,7 @@ def test_verify_batch_reproducible_and_seed_sensitive():
     case = Case([6] * 32, temperature=[1.0] * 32, sharpness=1.0)
     batch = make_batch(case)
     a, b = run(batch), run(batch)
-    assert all(torch.equal(x, y) for x, y in zip(a, b) if x is not None)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False) if x is not None)
     batch["offset"] = batch["offset"] + 1
     c = run(batch)
     assert not torch.equal(a.tokens, c.tokens)
@@ -276,6 +276,6 @@ def test_verify_batch_cuda_matches_cpu():
         cpu = run(batch, return_logprobs=True)
         dev = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         gpu = run(dev, return_logprobs=True)
-        for a, b in zip(cpu, gpu):
+        for a, b in zip(cpu, gpu, strict=False):
             if a is not None and a.dtype != torch.float32:
                 assert torch.equal(a, b.cpu()), name

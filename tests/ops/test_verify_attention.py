@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import subprocess
 import sys
@@ -149,8 +151,15 @@ def test_verify_attention_generic_isa_matches_reference():
     )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "DSPARK_CPU_ISA": "generic", "PYTHONPATH": str(root)}
-    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
-                         text=True, timeout=300, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
@@ -159,7 +168,7 @@ def test_tree_helpers_match_reference():
     from tests.ops.verify_attention_cases import random_parents
 
     lens, kv = [5, 0, 9], [12, 3, 9]
-    par = sum((random_parents(n, g) for n in lens), [])
+    par = functools.reduce(operator.iadd, (random_parents(n, g) for n in lens), [])
     parents = torch.tensor(par, dtype=torch.int32)
     ip = torch.tensor([0, 5, 5, 14], dtype=torch.int32)
     dense = dspark.tree_attention_mask(parents, qo_indptr=ip, layout="dense")

@@ -203,7 +203,7 @@ def test_verify_batch_zero_residual_mass_falls_back_to_p():
 
 
 @pytest.mark.parametrize(
-    "mutation,parents,mode,fixed,seed",
+    ("mutation", "parents", "mode", "fixed", "seed"),
     [
         ("residual_is_p", CHAIN3, "with", None, 7),
         ("bonus_from_parent", [-1], "det", [0], 7),

@@ -116,9 +116,26 @@ def low_level_call(outputs) -> None:
     from dspark import _C
 
     a = good()
-    _C.verify_batch(a["target"], a["draft_tokens"], a["draft_indptr"].int(), a["parents"],
-                    a["draft_probs"], 1, 0, a["temperature"], None, None, None, a["seed"],
-                    torch.zeros(2, dtype=torch.int64), None, False, 2, *outputs, None)
+    _C.verify_batch(
+        a["target"],
+        a["draft_tokens"],
+        a["draft_indptr"].int(),
+        a["parents"],
+        a["draft_probs"],
+        1,
+        0,
+        a["temperature"],
+        None,
+        None,
+        None,
+        a["seed"],
+        torch.zeros(2, dtype=torch.int64),
+        None,
+        False,
+        2,
+        *outputs,
+        None,
+    )
 
 
 def test_verify_batch_low_level_rejects_mismatched_outputs():

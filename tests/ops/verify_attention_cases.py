@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -53,11 +55,13 @@ def make_inputs(case: AttnCase, seed: int = 0, device: str | torch.device = "cpu
     v_cache = torch.randn(num_pages, ps, Hk, D, generator=g).to(case.dtype)
     if case.parents == "tree":
         parents = torch.tensor(
-            sum((random_parents(n, g) for n in case.qo_lens), []), dtype=torch.int32
+            functools.reduce(operator.iadd, (random_parents(n, g) for n in case.qo_lens), []),
+            dtype=torch.int32,
         )
     elif case.parents == "chain":
         parents = torch.tensor(
-            sum((list(range(-1, n - 1)) for n in case.qo_lens), []), dtype=torch.int32
+            functools.reduce(operator.iadd, (list(range(-1, n - 1)) for n in case.qo_lens), []),
+            dtype=torch.int32,
         )
     else:
         parents = None

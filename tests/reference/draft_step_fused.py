@@ -44,9 +44,6 @@ def draft_step_ref(
             row = np.full(V, -np.inf)
             row[cand] = (U[r, k, cand] + w2[cand] @ w1[prev]) / (t if t > 0 else 1.0)
             logits[r, k] = row
-            if t > 0:
-                prev = rng.sample(-2 - k, np.exp(row - row.max()))
-            else:
-                prev = int(np.argmax(row))
+            prev = rng.sample(-2 - k, np.exp(row - row.max())) if t > 0 else int(np.argmax(row))
             tokens[r, k] = prev
     return tokens, logits, conf

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from dspark.training.feature_cache import TargetCache, estimate_bytes_per_token
 from dspark.training.data import tokenize_conversation
+from dspark.training.feature_cache import TargetCache, estimate_bytes_per_token
 from dspark.training.prepare import build_cache
 from tests._tiny import tiny_qwen3
 from tests.training.conftest import CONVERSATIONS, tiny_tokenizer

@@ -10,11 +10,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tests._tiny import tiny_zoo_target_config
 
 from dspark.zoo.build import build_zoo
 from dspark.zoo.drafters import DataConfig, DrafterTrainConfig, load_samples
 from dspark.zoo.package import ZOO_DIR, export_zoo, load_zoo, verify_zoo
-from tests._tiny import tiny_zoo_target_config
 
 TINY = tiny_zoo_target_config()
 TINY_ASSISTANT = tiny_zoo_target_config(num_layers=1, total_steps=2)

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests._tiny import tiny_zoo_target_config
 
 from dspark.zoo.build import build_target, load_tokens
 from dspark.zoo.corpus import build_corpus
 from dspark.zoo.target_lm import TargetTrainConfig, train_target
-from tests._tiny import tiny_zoo_target_config
 
 TINY = tiny_zoo_target_config(num_layers=2, total_steps=6)
 

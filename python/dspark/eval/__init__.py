@@ -8,7 +8,6 @@ on their own.
 
 from __future__ import annotations
 
-from dspark.eval.datasets import ByteTokenizer, Prompt, PromptEncoder, encode_prompt, load_prompts
 from dspark.eval.acceptance import (
     RoundRecord,
     acceptance_summary,
@@ -17,6 +16,7 @@ from dspark.eval.acceptance import (
     records_from_rounds,
     threshold_sweep,
 )
+from dspark.eval.datasets import ByteTokenizer, Prompt, PromptEncoder, encode_prompt, load_prompts
 from dspark.eval.report import EvalReport, MethodResult
 from dspark.eval.runner import BASELINE, EvalConfig, evaluate
 

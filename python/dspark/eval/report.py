@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from dspark.eval.result_cache import _atomic_write_json
 from dspark.eval.acceptance import RoundRecord, acceptance_summary, threshold_sweep
+from dspark.eval.result_cache import _atomic_write_json
 
 __all__ = ["EvalReport", "MethodResult", "summarise_method"]
 

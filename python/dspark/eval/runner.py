@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from dspark.eval.result_cache import ResultCache, fingerprint
+from dspark.eval.acceptance import RoundRecord, records_from_rounds
 from dspark.eval.config import EvalConfig
 from dspark.eval.datasets import Prompt, encode_prompt, load_prompts
-from dspark.eval.acceptance import RoundRecord, records_from_rounds
 from dspark.eval.peers import PEERS, hf_generate
 from dspark.eval.report import EvalReport, MethodResult, summarise_method
+from dspark.eval.result_cache import ResultCache, fingerprint
 from dspark.generation import SpeculativeGenerator
 from dspark.generation.inputs import _default_ids
 from dspark.models.base import Drafter

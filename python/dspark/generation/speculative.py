@@ -19,8 +19,8 @@ import torch
 from dspark.generation.inputs import RequestParams, check_generate_inputs
 from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent, assemble_output
 from dspark.generation.target_runner import TargetRunner
-from dspark.ops.static_tree import StaticTree
 from dspark.models.base import Drafter
+from dspark.ops.static_tree import StaticTree
 from dspark.ops.verify import verify_batch
 
 __all__ = ["SpeculativeGenerator"]

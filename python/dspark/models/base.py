@@ -131,9 +131,7 @@ class Drafter(nn.Module):
             tensors["embed_tokens.weight"] = self._shared[0].weight.detach().clone()
             tensors["lm_head.weight"] = self._shared[1].weight.detach().clone()
         # Weights first, config last: a directory with a config always has matching weights.
-        atomic_write(
-            out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"})
-        )
+        atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
         atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(self.config.to_json()))
 
     @classmethod

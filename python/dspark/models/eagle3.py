@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from dspark.models.base import Drafter, Proposal
-from dspark.models.kv_cache import RaggedKVCache
 from dspark.models.config import DrafterConfig
+from dspark.models.kv_cache import RaggedKVCache
 from dspark.models.layers import Attention, RMSNorm, SwiGLU, apply_rope, attend, rope_cos_sin
 from dspark.models.sampling import process_logits, sample_processed
 

@@ -10,9 +10,9 @@ Example
 from __future__ import annotations
 
 from dspark.training.batching import pack, sample_anchors, step_samples
-from dspark.training.feature_cache import CacheWriter, TargetCache, estimate_bytes_per_token
 from dspark.training.config import TrainConfig
 from dspark.training.data import load_conversations, render_prompt, tokenize_conversation
+from dspark.training.feature_cache import CacheWriter, TargetCache, estimate_bytes_per_token
 from dspark.training.losses import LossParts, block_loss, eagle3_loss
 from dspark.training.prepare import build_cache
 from dspark.training.trainer import OnlineSource, Trainer, train, warmup_cosine

@@ -43,8 +43,8 @@ def add_prepare_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from dspark.models import default_feature_layers, load_target
-    from dspark.training.feature_cache import estimate_bytes_per_token
     from dspark.training.data import load_conversations, tokenize_conversation
+    from dspark.training.feature_cache import estimate_bytes_per_token
 
     if args.estimate:
         from transformers import AutoConfig, AutoTokenizer

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from dspark.training.feature_cache import CacheWriter, target_outputs
 from dspark.training.data import tokenize_conversation
+from dspark.training.feature_cache import CacheWriter, target_outputs
 
 __all__ = ["build_cache"]
 
