@@ -18,7 +18,7 @@ import torch
 
 from dspark.utils.io import atomic_write_json
 
-__all__ = ["TargetTrainConfig", "qwen3_config", "tokenize_docs", "train_target"]
+__all__ = ["TargetTrainConfig", "build_optimizer", "qwen3_config", "tokenize_docs", "train_target"]
 
 
 @dataclass
@@ -72,6 +72,20 @@ def tokenize_docs(docs: list[str], tokenizer, eos_id: int) -> np.ndarray:
     return np.asarray(ids, dtype=np.uint16)
 
 
+def build_optimizer(model: torch.nn.Module, cfg: TargetTrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (the zoo LMs' recipe)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+
 def _lr(step: int, cfg: TargetTrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -119,16 +133,7 @@ def train_target(
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(qwen3_config(cfg, eos_token_id))
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = build_optimizer(model, cfg)
     step, losses, elapsed = 0, [], 0.0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
