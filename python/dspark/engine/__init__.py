@@ -1,0 +1,13 @@
+"""dspark's engine core: a paged KV cache and a model runner over it.
+
+``paged_cache`` (pages, free list, per-request tables, O(1) rollback) -> ``attention`` (how a
+packed paged step plugs into an unmodified Hugging Face model) -> ``runner`` (packs a step, runs
+target or drafter, returns only the logits rows verification needs and the feature layers).
+"""
+
+from __future__ import annotations
+
+from dspark.engine.paged_cache import OutOfPages, PagedKVCache
+from dspark.engine.runner import ModelRunner, RunnerOutput, StepRequest
+
+__all__ = ["ModelRunner", "OutOfPages", "PagedKVCache", "RunnerOutput", "StepRequest"]
