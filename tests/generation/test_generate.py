@@ -45,13 +45,17 @@ def test_generate_greedy_equals_target(peaked_target, kind):
     assert sum(sum(r.emitted) for r in out.rounds) + 3 == 36  # +3: the prefill's first tokens
 
 
+@pytest.mark.parametrize("engine", ["hf", "paged"])
 @pytest.mark.parametrize("corrupt", [0.0, 0.3])
-def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, monkeypatch):
-    """A mostly-right drafter: accepted prefixes of every length, ragged rollbacks, compaction."""
+def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, engine, monkeypatch):
+    """A mostly-right drafter: accepted prefixes of every length, ragged rollbacks (and, on the
+    HF cache, compaction of the holes they leave)."""
     drafter = OracleDrafter(peaked_target, block_size=4, corrupt=corrupt)
     ids, mask = _prompts()
     drafter.first_tokens = [int(ids[b][mask[b].bool()][0]) for b in range(3)]
-    gen = dspark.SpeculativeGenerator(peaked_target, drafter, compact_ratio=1.0, compact_slack=0)
+    gen = dspark.SpeculativeGenerator(
+        peaked_target, drafter, compact_ratio=1.0, compact_slack=0, engine=engine
+    )
     compactions = []
     orig = TargetRunner._compact
     monkeypatch.setattr(TargetRunner, "_compact", lambda self: (compactions.append(1), orig(self)))
@@ -66,7 +70,7 @@ def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, monkeyp
         assert out.position_acceptance(4) == [1.0] * 4
     else:
         assert len(set(acc)) > 2
-        assert compactions
+        assert bool(compactions) == (engine == "hf")
     for r in out.rounds:
         for p, a, f in zip(r.proposed, r.accepted, r.first_rejection, strict=False):
             assert 0 <= a <= p
@@ -221,15 +225,18 @@ def test_generate_gemma3_family(kind):
     ids = torch.randint(0, 256, (2, 5))
     out = dspark.generate(target, drafter, ids, max_new_tokens=8, temperature=0.0)
     assert torch.equal(out.sequences, greedy_reference(target, ids, 8))
+    # Sliding-window layers: the HF cache cannot roll back past the window; the paged engine
+    # keeps every page and masks in the kernel, so the output is the target's greedy.
     small = tiny_gemma3(sliding_window=8)
+    small_drafter = build_drafter(kind, small, block_size=3, **SMALL[kind])
     with pytest.raises(ValueError, match="sliding-window"):
-        dspark.generate(
-            small,
-            build_drafter(kind, small, block_size=3, **SMALL[kind]),
-            ids,
-            max_new_tokens=8,
-            temperature=0.0,
+        dspark.SpeculativeGenerator(small, small_drafter, engine="hf").generate(
+            ids, max_new_tokens=8, temperature=0.0
         )
+    out = dspark.SpeculativeGenerator(small, small_drafter, engine="paged").generate(
+        ids, max_new_tokens=8, temperature=0.0
+    )
+    assert torch.equal(out.sequences, greedy_reference(small, ids, 8))
 
 
 def test_generate_bf16_drafter_on_fp32_target(peaked_target):
@@ -249,3 +256,32 @@ def test_generate_greedy_equals_transformers_generate(peaked_target):
     drafter = build_drafter("eagle3", peaked_target, block_size=3)
     out = dspark.generate(peaked_target, drafter, ids, max_new_tokens=10, temperature=0.0)
     assert torch.equal(out.sequences, hf)
+
+
+def test_paged_generation_returns_every_page(peaked_target, monkeypatch):
+    """Requests that finish early leave the batch (their pages freed at once); at the end the
+    pool is whole again."""
+    from dspark.generation.paged_target import PagedTargetRunner
+
+    seen = []
+    orig_select, orig_close = PagedTargetRunner.select, PagedTargetRunner.close
+
+    def select(self, indices):
+        before = self.runner.cache.num_free_pages
+        orig_select(self, indices)
+        seen.append(self.runner.cache.num_free_pages > before)
+
+    def close(self):
+        orig_close(self)
+        seen.append(self.runner.cache.num_free_pages == self.runner.cache.num_pages)
+
+    monkeypatch.setattr(PagedTargetRunner, "select", select)
+    monkeypatch.setattr(PagedTargetRunner, "close", close)
+    drafter = OracleDrafter(peaked_target, block_size=4, corrupt=0.3)
+    ids, mask = _prompts()
+    drafter.first_tokens = [int(ids[b][mask[b].bool()][0]) for b in range(3)]
+    out = dspark.SpeculativeGenerator(peaked_target, drafter, engine="paged").generate(
+        ids, mask, max_new_tokens=[4, 16, 9], temperature=0.0, seed=1
+    )
+    assert out.num_generated.tolist() == [4, 16, 9]
+    assert seen and all(seen)

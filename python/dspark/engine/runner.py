@@ -20,7 +20,7 @@ from dspark.engine.attention import StepCache, StepLayout, register
 from dspark.engine.paged_cache import OutOfPages, PagedKVCache
 from dspark.integrations.hf_compat import cache_kwargs
 
-__all__ = ["ModelRunner", "RunnerOutput", "StepRequest"]
+__all__ = ["ModelRunner", "RunnerOutput", "StepRequest", "supported_head_dim"]
 
 _SUPPORTED_HEAD_DIMS = (64, 128, 256)  # dspark.verify_attention's kernels
 
@@ -62,6 +62,15 @@ class RunnerOutput(NamedTuple):
 def _text_config(model: Any) -> Any:
     cfg = model.config
     return getattr(cfg, "text_config", None) or cfg
+
+
+def _head_dim(cfg: Any) -> int:
+    return int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+
+
+def supported_head_dim(model: Any) -> bool:
+    """Whether ``model``'s attention head dim has a :func:`dspark.verify_attention` kernel."""
+    return _head_dim(_text_config(model)) in _SUPPORTED_HEAD_DIMS
 
 
 def _rows(which: str | torch.Tensor, n: int) -> torch.Tensor:
@@ -115,7 +124,7 @@ class ModelRunner:
         feature_layers: Sequence[int] = (),
     ) -> None:
         cfg = _text_config(model)
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        head_dim = _head_dim(cfg)
         if head_dim not in _SUPPORTED_HEAD_DIMS:
             raise ValueError(
                 f"model: the paged runner needs a head dim in {_SUPPORTED_HEAD_DIMS}, "

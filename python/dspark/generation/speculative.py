@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dspark.generation.inputs import RequestParams, check_generate_inputs
+from dspark.generation.paged_target import PagedTargetRunner
 from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent, assemble_output
 from dspark.generation.target_runner import TargetRunner
 from dspark.models.base import Drafter
@@ -52,8 +53,13 @@ class SpeculativeGenerator:
         the deterministic-draft rule (lossless at any temperature). Rounds whose token budget is
         smaller than the tree depth fall back to chains.
     compact_ratio, compact_slack : float, int
-        Compact the target cache (drop the holes left by ragged rollbacks) when its length
-        exceeds ``compact_ratio * longest_request + compact_slack``.
+        ``engine="hf"`` only: compact the target cache (drop the holes left by ragged rollbacks)
+        when its length exceeds ``compact_ratio * longest_request + compact_slack``.
+    engine : {"auto", "paged", "hf"}
+        Where the target runs: ``"paged"`` on dspark's engine core (a paged KV cache with O(1)
+        rollback and packed steps through ``verify_attention``), ``"hf"`` with transformers'
+        ``DynamicCache``; ``"auto"`` picks ``"paged"`` when the target's head dim has a
+        ``verify_attention`` kernel (64, 128, 256).
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class SpeculativeGenerator:
         tree_choices: Sequence[Sequence[int]] | None = None,
         compact_ratio: float = 2.0,
         compact_slack: int = 64,
+        engine: str = "auto",
     ) -> None:
         if not isinstance(drafter, Drafter):
             raise TypeError(f"drafter: expected a dspark Drafter, got {type(drafter).__name__}")
@@ -104,6 +111,14 @@ class SpeculativeGenerator:
         self.confidence_threshold = confidence_threshold
         self.num_draft_tokens = num_draft_tokens or drafter.config.block_size
         self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
+        if engine not in ("auto", "paged", "hf"):
+            raise ValueError(f"engine: expected 'auto', 'paged' or 'hf', got {engine!r}")
+        if engine == "paged" and not PagedTargetRunner.supports(target):
+            raise ValueError(
+                "engine: 'paged' needs a target head dim of 64, 128 or 256 (verify_attention's "
+                "kernels); use engine='hf' or 'auto'"
+            )
+        self.engine = engine
 
     # --- public API -------------------------------------------------------------------------
     def generate(
@@ -156,13 +171,21 @@ class SpeculativeGenerator:
     def _run(
         self, prm: RequestParams, seed: int | None, rounds: list[RoundStats]
     ) -> Iterator[StreamEvent]:
+        runner = self._target_runner(prm, self.drafter.config.feature_layers)
+        try:
+            yield from self._loop(prm, seed, rounds, runner)
+        finally:
+            if isinstance(runner, PagedTargetRunner):
+                runner.close()  # every page back to the pool, feature hooks removed
+
+    def _loop(
+        self, prm: RequestParams, seed: int | None, rounds: list[RoundStats], runner: Any
+    ) -> Iterator[StreamEvent]:
         dev, drafter = prm.device, self.drafter
         gen = torch.Generator(device=dev)
         gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,))))
         vseed = torch.randint(0, 2**62, (prm.batch,), generator=gen, device=dev)
         voffset = torch.zeros(prm.batch, dtype=torch.int64, device=dev)
-        layers = drafter.config.feature_layers
-        runner = TargetRunner(self.target, layers, self.compact_ratio, self.compact_slack)
         state = drafter.new_state(prm.batch)
         active = torch.arange(prm.batch, device=dev)
         done = torch.zeros(prm.batch, dtype=torch.int64, device=dev)  # tokens generated so far
@@ -246,6 +269,13 @@ class SpeculativeGenerator:
                 )
             )
             keep_rows = ~fin
+
+    def _target_runner(self, prm: RequestParams, layers: Sequence[int]) -> Any:
+        if self.engine == "hf" or not PagedTargetRunner.supports(self.target):
+            return TargetRunner(self.target, layers, self.compact_ratio, self.compact_slack)
+        extra = self.tree.num_nodes if self.tree is not None else self.num_draft_tokens
+        longest = prm.input_ids.shape[1] + int(prm.max_new_tokens.max()) + extra + 2
+        return PagedTargetRunner(self.target, layers, max_len=longest)
 
     def _chain_round(self, runner, state, anchor, gen, caps, sampling, verify_args):
         """Draft a chain, verify the chosen prefix of it, roll back, feed the drafter."""
