@@ -1,0 +1,404 @@
+"""The continuous-batching engine: requests join and leave at every step.
+
+One :meth:`Engine.step` is one packed target forward over every running request: decoding
+requests contribute ``[anchor, d_1..d_k]`` (their drafts, ``k`` chosen per request), prefilling
+requests a chunk of their prompt, within ``max_num_batched_tokens``. Verification is one
+:func:`dspark.verify_batch` call over all of them (requests whose prompt just completed verify
+zero drafts, which samples their first token), so every request keeps the target's output law
+with its own sampling parameters and seed. Rejected drafts are rolled back by length; when the
+page pool runs out the most recently admitted request is preempted (its pages freed, its
+context recomputed later, its output unchanged).
+
+Speculation modes: ``"none"`` (plain decoding on the same engine), ``"fixed"`` (``k = K``) and
+``"scheduler"`` (``k`` from the drafter's confidences by a :class:`dspark.PrefixScheduler`-like
+object). The drafter state holds exactly the decoding requests, in ``self.running`` order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from dspark.engine.request import FinishReason, Request, RequestOutput, RequestStatus
+from dspark.engine.runner import ModelRunner, StepRequest
+from dspark.ops.verify import verify_batch
+
+__all__ = ["Engine"]
+
+SPECULATION = ("none", "fixed", "scheduler")
+
+
+class Engine:
+    """Continuous batching over dspark's paged engine core.
+
+    Parameters
+    ----------
+    target : PreTrainedModel
+        The Hugging Face causal LM (head dim 64, 128 or 256).
+    drafter : Drafter, optional
+        A dspark drafter bound to ``target``; required unless ``speculation="none"``.
+    speculation : {"none", "fixed", "scheduler"}, optional
+        Default: ``"scheduler"`` for a drafter with a confidence head and a ``scheduler``,
+        ``"fixed"`` for any other drafter, ``"none"`` without one.
+    num_draft_tokens : int, optional
+        Drafts per request and step (``K``; default the drafter's block size).
+    scheduler : object with ``schedule(confidence[R, G], remaining_tokens=[R]) -> [R]``
+        Chooses verify lengths in ``"scheduler"`` mode (e.g. ``dspark.PrefixScheduler``).
+    num_pages, page_size : int
+        The KV page pool (default: room for ``max_num_seqs`` requests of ``max_model_len``).
+    max_num_seqs : int
+        Running requests at most (the rest wait).
+    max_num_batched_tokens : int
+        Tokens per packed forward at most (decode rows first, then prefill chunks).
+    max_model_len : int, optional
+        Longest prompt + output (default the model's ``max_position_embeddings``).
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        drafter: Any = None,
+        *,
+        speculation: str | None = None,
+        num_draft_tokens: int | None = None,
+        scheduler: Any = None,
+        num_pages: int | None = None,
+        page_size: int = 16,
+        max_num_seqs: int = 32,
+        max_num_batched_tokens: int = 512,
+        max_model_len: int | None = None,
+    ) -> None:
+        if speculation is None:
+            speculation = "none" if drafter is None else ("scheduler" if scheduler else "fixed")
+        if speculation not in SPECULATION:
+            raise ValueError(f"speculation: expected one of {SPECULATION}, got {speculation!r}")
+        if speculation != "none" and drafter is None:
+            raise ValueError(f"drafter: speculation={speculation!r} needs a drafter")
+        if speculation == "scheduler" and scheduler is None:
+            raise ValueError("scheduler: speculation='scheduler' needs a scheduler object")
+        cfg = getattr(target.config, "text_config", None) or target.config
+        self.max_model_len = int(max_model_len or cfg.max_position_embeddings)
+        for name, v in (
+            ("max_num_seqs", max_num_seqs),
+            ("page_size", page_size),
+            ("max_num_batched_tokens", max_num_batched_tokens),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        self.target, self.speculation = target, speculation
+        self.drafter = drafter if speculation != "none" else None
+        self.k = int(num_draft_tokens or (drafter.config.block_size if drafter else 0))
+        self.scheduler = scheduler
+        self.max_num_seqs, self.max_num_batched_tokens = max_num_seqs, max_num_batched_tokens
+        if num_pages is None:
+            num_pages = max_num_seqs * -(-(self.max_model_len + self.k + 1) // page_size)
+        layers = self.drafter.config.feature_layers if self.drafter is not None else []
+        self.runner = ModelRunner(
+            target, num_pages=num_pages, page_size=page_size, feature_layers=layers
+        )
+        self.device = self.runner.device
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # admission order; decoding ones == drafter state rows
+        self.requests: dict[str, Request] = {}
+        self._state = self.drafter.new_state(0) if self.drafter is not None else None
+        self._drafting: list[str] = []  # request ids of the drafter state's rows
+        self._prefill_feats: dict[str, list[torch.Tensor]] = {}
+        self._ids = itertools.count()
+        self.last_step: dict[str, Any] = {}
+
+    # --- requests -------------------------------------------------------------------------
+    def add_request(
+        self, prompt_token_ids: Sequence[int], params: Any, request_id: str | None = None
+    ) -> str:
+        """Queue a request; returns its id. ``params`` is a :class:`dspark.SamplingParams`."""
+        prompt = [int(t) for t in prompt_token_ids]
+        vocab = int(self.runner.config.vocab_size)
+        if not prompt:
+            raise ValueError("prompt_token_ids: expected at least one token, got none")
+        if any(not 0 <= t < vocab for t in prompt):
+            raise ValueError(f"prompt_token_ids: expected ids in [0, {vocab}), got {prompt}")
+        if len(prompt) + int(params.max_tokens) > self.max_model_len:
+            raise ValueError(
+                f"max_tokens: the prompt ({len(prompt)} tokens) plus max_tokens "
+                f"({params.max_tokens}) exceeds max_model_len {self.max_model_len}"
+            )
+        rid = str(next(self._ids)) if request_id is None else str(request_id)
+        if rid in self.requests:
+            raise ValueError(f"request_id: {rid!r} is already in the engine")
+        seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)))
+        req = Request(rid, prompt, params, seed=int(seed))
+        self.requests[rid] = req
+        self.waiting.append(req)
+        return rid
+
+    def abort(self, request_id: str) -> None:
+        """Cancel a request (its pages are freed at once); unknown ids are ignored."""
+        req = self.requests.get(request_id)
+        if req is not None and req.status is not RequestStatus.FINISHED:
+            self._finish(req, FinishReason.ABORT)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def num_free_pages(self) -> int:
+        return self.runner.cache.num_free_pages
+
+    # --- the step -----------------------------------------------------------------------------
+    def step(self) -> list[RequestOutput]:
+        """Admit, schedule, draft, run one packed forward, verify; outputs of this step."""
+        t0 = time.perf_counter()
+        self._admit()
+        decode, chunks = self._plan()
+        if not decode and not chunks:
+            return []
+        drafts, k, draft_logits = self._draft(decode)
+        step = [
+            StepRequest(r.request_id, torch.tensor([r.anchor, *drafts[i][: k[i]]]), logits="all")
+            for i, r in enumerate(decode)
+        ]
+        fresh = []
+        for r, n in chunks:
+            ctx = r.context[r.num_computed : r.num_computed + n]
+            is_fresh = r.num_computed + n == len(r.context) and r.anchor is None
+            fresh += [r] if is_fresh else []
+            step.append(
+                StepRequest(r.request_id, torch.tensor(ctx), logits="last" if is_fresh else "none")
+            )
+        out = self.runner.run(step)
+        starts = out.layout.qo_indptr.tolist()
+        joined = []
+        for j, (r, n) in enumerate(chunks):
+            if self.drafter is not None:
+                s = starts[len(decode) + j]
+                self._prefill_feats.setdefault(r.request_id, []).append(out.features[s : s + n])
+            r.num_computed += n
+            if not r.is_prefilling and (r.anchor is not None or r in fresh):
+                joined.append(r)
+        outputs, acc, rows = self._verify(decode, fresh, k, drafts, draft_logits, out)
+        self._update_drafter(decode, acc, rows, out, starts, joined)
+        self.last_step = {
+            "seconds": time.perf_counter() - t0,
+            "tokens": out.layout.num_tokens,
+            "decode": len(decode),
+            "prefill_tokens": sum(n for _, n in chunks),
+            "lengths": k,
+        }
+        return outputs
+
+    def _admit(self) -> None:
+        while self.waiting and len(self.running) < self.max_num_seqs:
+            req = self.waiting.popleft()
+            req.status = RequestStatus.RUNNING
+            self.runner.cache.add(req.request_id)
+            self.running.append(req)
+
+    def _decoding(self) -> list[Request]:
+        if self.drafter is not None:
+            return [self.requests[rid] for rid in self._drafting]
+        return [r for r in self.running if not r.is_prefilling]
+
+    def _plan(self) -> tuple[list[Request], list[tuple[Request, int]]]:
+        """Decode rows first, then prefill chunks in the token budget; preempt (LIFO) until the
+        step's pages fit."""
+        cache = self.runner.cache
+        while True:
+            decode = self._decoding()
+            budget = self.max_num_batched_tokens - len(decode) * (1 + self.k)
+            chunks = []
+            for r in self.running:
+                if r.is_prefilling and budget > 0:
+                    n = min(len(r.context) - r.num_computed, budget)
+                    chunks.append((r, n))
+                    budget -= n
+            grow = {r.request_id: r.num_computed + 1 + self.k for r in decode}
+            grow.update({r.request_id: r.num_computed + n for r, n in chunks})
+            if cache.can_grow(grow):
+                return decode, chunks
+            if len(self.running) == 1:
+                raise RuntimeError(
+                    f"num_pages: one request needs more than all {cache.num_pages} pages of "
+                    f"{cache.page_size} slots; raise num_pages or lower max_model_len"
+                )
+            self._preempt(self.running[-1])
+
+    def _preempt(self, req: Request) -> None:
+        """Free ``req``'s pages and queue it first; its context is recomputed later."""
+        self._drop_from_drafter(req)
+        self.runner.cache.free(req.request_id)
+        self.running.remove(req)
+        self._prefill_feats.pop(req.request_id, None)
+        req.num_computed, req.status = 0, RequestStatus.WAITING
+        req.num_preemptions += 1
+        self.waiting.appendleft(req)
+
+    def _drop_from_drafter(self, req: Request) -> None:
+        if req.request_id in self._drafting:
+            keep = [i for i, rid in enumerate(self._drafting) if rid != req.request_id]
+            self.drafter.select(
+                self._state, torch.tensor(keep, dtype=torch.long, device=self.device)
+            )
+            self._drafting = [self._drafting[i] for i in keep]
+
+    def _sampling(self, reqs: Sequence[Request]) -> dict[str, torch.Tensor]:
+        dev = self.device
+
+        def col(name: str, default: float, dtype: torch.dtype) -> torch.Tensor:
+            vals = [getattr(r.params, name, None) for r in reqs]
+            return torch.tensor(
+                [default if v is None else v for v in vals], dtype=dtype, device=dev
+            )
+
+        return {
+            "temperature": col("temperature", 1.0, torch.float32),
+            "top_k": col("top_k", 0, torch.int64),
+            "top_p": col("top_p", 1.0, torch.float32),
+        }
+
+    def _draft(
+        self, decode: list[Request]
+    ) -> tuple[list[list[int]], list[int], torch.Tensor | None]:
+        none = ([[] for _ in decode], [0] * len(decode), None)
+        if self.drafter is None or not decode or self.k == 0:
+            return none
+        caps = [max(0, min(self.k, r.remaining - 1)) for r in decode]
+        if max(caps) == 0:
+            return none
+        anchor = torch.tensor([r.anchor for r in decode], device=self.device)
+        prop = self.drafter.propose(
+            self._state, anchor, num_tokens=self.k, **self._sampling(decode)
+        )
+        if self.speculation == "scheduler":
+            conf = prop.confidence[:, : self.k].float().cpu()
+            rem = torch.tensor([r.remaining for r in decode])
+            lengths = torch.as_tensor(self.scheduler.schedule(conf, remaining_tokens=rem)).tolist()
+            k = [min(int(n), c) for n, c in zip(lengths, caps, strict=True)]
+        else:
+            k = caps
+        return prop.tokens.tolist(), k, prop.draft_logits
+
+    def _verify(self, decode, fresh, k, drafts, draft_logits, out):
+        """One verify_batch over decode rows and fresh prefills; emit; roll back."""
+        ver = decode + fresh
+        if not ver:
+            return [], [], []
+        lens = k + [0] * len(fresh)
+        dev = self.device
+        indptr = torch.zeros(len(ver) + 1, dtype=torch.int32, device=dev)
+        indptr[1:] = torch.cumsum(torch.tensor(lens, device=dev), 0)
+        toks = [t for i in range(len(decode)) for t in drafts[i][: k[i]]]
+        dl = None
+        if draft_logits is not None:
+            dl = torch.cat([draft_logits[i, : k[i]] for i in range(len(decode))]).float()
+        samp = self._sampling(ver)
+        res = verify_batch(
+            out.logits.float(),
+            torch.tensor(toks, dtype=torch.int64, device=dev),
+            indptr,
+            draft_logits=dl,
+            seed=torch.tensor([r.seed for r in ver], dtype=torch.int64, device=dev),
+            offset=torch.tensor([r.offset for r in ver], dtype=torch.int64, device=dev),
+            max_emit=torch.tensor(
+                [max(r.remaining, 1) for r in ver], dtype=torch.int64, device=dev
+            ),
+            max_depth=max(max(lens), 1),
+            **samp,
+        )
+        acc, num, offs = res.accept_len.tolist(), res.num_emitted.tolist(), res.next_offset.tolist()
+        rows = res.tokens.tolist()
+        outputs = []
+        for i, r in enumerate(ver):
+            r.offset = offs[i]
+            if i < len(decode):
+                a = acc[i]
+                self.runner.cache.truncate(r.request_id, r.num_computed + 1 + a)
+                r.num_computed += 1 + a
+                for p in range(k[i]):
+                    if p == len(r.drafted):
+                        r.drafted.append(0)
+                        r.accepted.append(0)
+                    r.drafted[p] += 1
+                    r.accepted[p] += int(p < a)
+            outputs.append(self._emit(r, rows[i][: num[i]]))
+        return outputs, acc, rows
+
+    def _emit(self, req: Request, tokens: list[int]) -> RequestOutput:
+        stops = set(getattr(req.params, "stop_token_ids", None) or ())
+        cut = next((i for i, t in enumerate(tokens) if t in stops), None)
+        new = tokens if cut is None else tokens[: cut + 1]
+        new = new[: max(req.remaining, 0)]
+        if req.first_token_time is None and new:
+            req.first_token_time = time.monotonic()
+        req.output_token_ids.extend(new)
+        reason = None
+        if cut is not None and cut < len(new):
+            reason = FinishReason.STOP
+        elif req.remaining <= 0:
+            reason = FinishReason.LENGTH
+        if reason is not None:
+            self._finish(req, reason)
+        return RequestOutput(
+            req.request_id,
+            new,
+            reason is not None,
+            reason,
+            len(req.prompt_token_ids),
+            len(req.output_token_ids),
+        )
+
+    def _finish(self, req: Request, reason: FinishReason) -> None:
+        self._drop_from_drafter(req)
+        if req in self.running:
+            self.runner.cache.free(req.request_id)
+            self.running.remove(req)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        self._prefill_feats.pop(req.request_id, None)
+        req.status, req.finish_reason = RequestStatus.FINISHED, reason
+
+    def _update_drafter(self, decode, acc, rows, out, starts, joined) -> None:
+        """Feed the drafter what the target kept, then let newly prefilled requests join."""
+        if self.drafter is None:
+            return
+        feats, dev = out.features, self.device
+        alive = [i for i, r in enumerate(decode) if r.status is RequestStatus.RUNNING]
+        if alive:  # the drafter state holds exactly these rows now, in this order
+            counts = [acc[i] + 1 for i in alive]
+            f = self._pad(
+                [feats[starts[i] : starts[i] + c] for i, c in zip(alive, counts, strict=True)]
+            )
+            nxt = self._pad_ids([rows[i][: acc[i] + 1] for i in alive])
+            self.drafter.commit(self._state, f, nxt, torch.tensor(counts, device=dev))
+        new = [r for r in joined if r.status is RequestStatus.RUNNING]
+        if new:
+            f = self._pad([torch.cat(self._prefill_feats.pop(r.request_id)) for r in new])
+            nxt = self._pad_ids([[*r.context[1:], r.anchor] for r in new])
+            counts = torch.tensor([len(r.context) for r in new], device=dev)
+            state = self.drafter.new_state(len(new))
+            self.drafter.commit(state, f, nxt, counts)
+            self.drafter.join(self._state, state)
+            self._drafting += [r.request_id for r in new]
+
+    def _pad(self, rows: list[torch.Tensor]) -> torch.Tensor:
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+
+    def _pad_ids(self, rows: list[list[int]]) -> torch.Tensor:
+        t = [torch.tensor([max(int(x), 0) for x in r], dtype=torch.long) for r in rows]
+        return torch.nn.utils.rnn.pad_sequence(t, batch_first=True).to(self.device)
+
+    # --- convenience ----------------------------------------------------------------------------
+    def generate(
+        self, prompts: Iterable[Sequence[int]], params: Any | Sequence[Any]
+    ) -> list[list[int]]:
+        """Run ``prompts`` to completion; returns each one's output token ids, in order."""
+        prompts = list(prompts)
+        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        ids = [self.add_request(p, sp) for p, sp in zip(prompts, plist, strict=True)]
+        while self.has_unfinished():
+            self.step()
+        return [self.requests[i].output_token_ids for i in ids]
