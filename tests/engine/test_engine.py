@@ -9,6 +9,7 @@ import torch
 
 from dspark.engine.engine import Engine
 from dspark.engine.request import FinishReason
+from dspark.models import Drafter, DrafterConfig, Proposal, build_drafter
 from tests._tiny import greedy_reference, tiny_qwen3
 
 
@@ -110,3 +111,96 @@ def test_engine_rejects_bad_settings(target):
         Engine(target, speculation="fixed")
     with pytest.raises(ValueError, match="max_num_seqs"):
         Engine(target, max_num_seqs=0)
+
+
+class ReplayOracle(Drafter):
+    """Proposes the known greedy continuation: the perfect drafter, found by matching each row's
+    committed history against the reference sequences (rows join in any order)."""
+
+    def __init__(self, target, refs: list[list[int]], block_size: int = 4, wrong_every: int = 0):
+        cfg = DrafterConfig.for_target("dflash", target.config, num_layers=1, block_size=block_size)
+        super().__init__(cfg, target)
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        self.refs, self.wrong_every = refs, wrong_every
+
+    def new_state(self, batch):
+        return {"hist": [[] for _ in range(batch)]}
+
+    def select(self, state, indices):
+        state["hist"] = [state["hist"][i] for i in indices.tolist()]
+
+    def join(self, state, other):
+        state["hist"] += other["hist"]
+
+    def commit(self, state, features, next_tokens, counts):
+        for b, n in enumerate(counts.tolist()):
+            state["hist"][b].extend(next_tokens[b, :n].tolist())
+
+    def propose(
+        self, state, anchor, *, temperature, top_k=None, top_p=None, generator=None, num_tokens=None
+    ):
+        g = num_tokens or self.config.block_size
+        toks = []
+        for h in state["hist"]:
+            ref = next(r for r in self.refs if r[1 : len(h) + 1] == h)
+            nxt = (ref[len(h) + 1 :] + [0] * g)[:g]
+            if self.wrong_every:
+                nxt = [
+                    (t + 1) % 256 if (len(h) + i) % self.wrong_every == 0 else t
+                    for i, t in enumerate(nxt)
+                ]
+            toks.append(nxt)
+        v = self.config.vocab_size
+        return Proposal(torch.tensor(toks), torch.zeros(len(toks), g, v), torch.ones(len(toks), g))
+
+
+@pytest.mark.parametrize("wrong_every", [0, 3])
+@pytest.mark.parametrize("num_pages", [40, 6])
+def test_engine_speculative_greedy_equals_alone(target, wrong_every, num_pages):
+    prompts = _prompts([5, 19, 3, 11, 7], seed=1)
+    lens = [9, 4, 20, 13, 6]
+    refs = [
+        greedy_reference(target, torch.tensor([p]), m + 8)[0].tolist()
+        for p, m in zip(prompts, lens, strict=True)
+    ]
+    drafter = ReplayOracle(target, refs, wrong_every=wrong_every)
+    eng = Engine(
+        target,
+        drafter,
+        speculation="fixed",
+        num_draft_tokens=4,
+        num_pages=num_pages,
+        page_size=8,
+        max_num_seqs=3,
+        max_num_batched_tokens=24,
+        max_model_len=64,
+    )
+    outs = eng.generate(prompts, [Params(m) for m in lens])
+    for o, r, p, m in zip(outs, refs, prompts, lens, strict=True):
+        assert o == r[len(p) : len(p) + m]
+    drafted = sum(sum(r.drafted) for r in eng.requests.values())
+    accepted = sum(sum(r.accepted) for r in eng.requests.values())
+    assert drafted > 0
+    assert (accepted == drafted) == (wrong_every == 0)
+    assert eng.num_free_pages == num_pages and eng._drafting == []
+
+
+@pytest.mark.parametrize("kind", ["dspark", "dflash", "eagle3"])
+def test_engine_real_drafters_stay_lossless(target, kind):
+    """Untrained drafters (near-zero acceptance) through the real propose/commit/join code."""
+    drafter = build_drafter(kind, target, num_layers=1, block_size=3)
+    prompts = _prompts([6, 13, 4], seed=2)
+    eng = Engine(
+        target,
+        drafter,
+        speculation="fixed",
+        num_pages=30,
+        page_size=8,
+        max_num_seqs=2,
+        max_num_batched_tokens=12,
+        max_model_len=64,
+    )
+    outs = eng.generate(prompts, [Params(7), Params(5), Params(9)])
+    for o, p, m in zip(outs, prompts, [7, 5, 9], strict=True):
+        assert o == greedy_reference(target, torch.tensor([p]), m)[0, len(p) :].tolist()
+    assert eng.num_free_pages == 30

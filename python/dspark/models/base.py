@@ -216,3 +216,7 @@ class Drafter(nn.Module):
     def select(self, state: Any, indices: torch.Tensor) -> None:
         """Keep only the requests ``indices`` of ``state``."""
         state.cache.select(indices)
+
+    def join(self, state: Any, other: Any) -> None:
+        """Append the requests of ``other`` (a state of this drafter) after ``state``'s."""
+        state.cache.join(other.cache)

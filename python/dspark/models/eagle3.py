@@ -141,6 +141,14 @@ class Eagle3Drafter(Drafter):
         if state.last_hidden is not None:
             state.last_hidden = state.last_hidden[indices]
 
+    def join(self, state: Eagle3State, other: Eagle3State) -> None:
+        rows = state.cache.batch
+        state.cache.join(other.cache)
+        hs = [h for h in (state.last_hidden, other.last_hidden) if h is not None]
+        if rows and other.cache.batch and len(hs) < 2:
+            raise ValueError("other: join needs both states committed (or one of them empty)")
+        state.last_hidden = torch.cat(hs) if hs else None
+
     @torch.no_grad()
     def commit(
         self,

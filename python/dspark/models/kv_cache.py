@@ -86,3 +86,26 @@ class RaggedKVCache:
             for i, t in enumerate(store):
                 if t is not None:
                     store[i] = t[indices]
+
+    def join(self, other: RaggedKVCache) -> None:
+        """Append ``other``'s requests after this cache's (continuous batching: requests join)."""
+        if other.num_layers != self.num_layers:
+            raise ValueError(
+                f"other: expected a cache of {self.num_layers} layers, got {other.num_layers}"
+            )
+        for store, theirs in ((self.keys, other.keys), (self.values, other.values)):
+            for i, (a, b) in enumerate(zip(store, theirs, strict=True)):
+                if a is None and b is None:
+                    continue
+                like = a if a is not None else b
+                assert like is not None
+                cap = max(0 if t is None else t.shape[2] - 1 for t in (a, b))
+                rows = (self.batch, other.batch)
+                shape = (sum(rows), like.shape[1], cap + 1, like.shape[3])
+                new = torch.zeros(shape, dtype=like.dtype, device=like.device)
+                for t, lo, n in ((a, 0, rows[0]), (b, rows[0], rows[1])):
+                    if t is not None:
+                        c = t.shape[2] - 1
+                        new[lo : lo + n, :, :c] = t[:, :, :c]
+                store[i] = new
+        self.lengths = torch.cat([self.lengths, other.lengths.to(self.lengths)])
