@@ -107,6 +107,7 @@ class Engine:
         self.requests: dict[str, Request] = {}
         self._state = self.drafter.new_state(0) if self.drafter is not None else None
         self._drafting: list[str] = []  # request ids of the drafter state's rows
+        self._dropped: set[str] = set()  # left the batch; removed from the state in one select
         self._prefill_feats: dict[str, list[torch.Tensor]] = {}
         self._ids = itertools.count()
         self.last_step: dict[str, Any] = {}
@@ -165,7 +166,7 @@ class Engine:
         fresh = []
         for r, n in chunks:
             ctx = r.context[r.num_computed : r.num_computed + n]
-            is_fresh = r.num_computed + n == len(r.context) and r.anchor is None
+            is_fresh = r.num_computed + n == r.context_len and r.anchor is None
             fresh += [r] if is_fresh else []
             step.append(
                 StepRequest(r.request_id, torch.tensor(ctx), logits="last" if is_fresh else "none")
@@ -192,40 +193,69 @@ class Engine:
         return outputs
 
     def _admit(self) -> None:
+        """Admit waiting requests (FIFO) while their whole context fits in the free pages."""
+        cache, reserved = self.runner.cache, 0
         while self.waiting and len(self.running) < self.max_num_seqs:
-            req = self.waiting.popleft()
+            req = self.waiting[0]
+            need = cache.pages_for(req.context_len + 1 + self.k)
+            if self.running and need + reserved > cache.num_free_pages:
+                break  # wait for pages (a lone request is admitted and chunked regardless)
+            reserved += need
+            self.waiting.popleft()
             req.status = RequestStatus.RUNNING
-            self.runner.cache.add(req.request_id)
+            cache.add(req.request_id)
             self.running.append(req)
 
     def _decoding(self) -> list[Request]:
         if self.drafter is not None:
-            return [self.requests[rid] for rid in self._drafting]
+            return [self.requests[r] for r in self._drafting if r not in self._dropped]
         return [r for r in self.running if not r.is_prefilling]
 
     def _plan(self) -> tuple[list[Request], list[tuple[Request, int]]]:
-        """Decode rows first, then prefill chunks in the token budget; preempt (LIFO) until the
-        step's pages fit."""
+        """Decode rows first (preempting the latest admitted requests, LIFO, until their growth
+        fits), then prefill chunks within the token budget and the pages left."""
         cache = self.runner.cache
-        while True:
-            decode = self._decoding()
-            budget = self.max_num_batched_tokens - len(decode) * (1 + self.k)
-            chunks = []
-            for r in self.running:
-                if r.is_prefilling and budget > 0:
-                    n = min(len(r.context) - r.num_computed, budget)
-                    chunks.append((r, n))
-                    budget -= n
-            grow = {r.request_id: r.num_computed + 1 + self.k for r in decode}
-            grow.update({r.request_id: r.num_computed + n for r, n in chunks})
-            if cache.can_grow(grow):
-                return decode, chunks
+
+        def extra(r: Request, length: int) -> int:
+            return max(0, cache.pages_for(length) - len(cache.pages(r.request_id)))
+
+        decode = self._decoding()
+        need = {r.request_id: extra(r, r.num_computed + 1 + self.k) for r in decode}
+        total = sum(need.values())
+        while total > cache.num_free_pages:
+            if len(self.running) == 1:
+                raise RuntimeError(
+                    f"num_pages: one request needs more than all {cache.num_pages} pages of "
+                    f"{cache.page_size} slots; raise num_pages or lower max_model_len"
+                )
+            victim = self.running[-1]
+            total -= need.pop(victim.request_id, 0)
+            self._preempt(victim)
+        decode = [r for r in decode if r.request_id in need]
+        free = cache.num_free_pages - total
+        budget = self.max_num_batched_tokens - len(decode) * (1 + self.k)
+        chunks = []
+        for r in self.running:
+            if budget <= 0 or not r.is_prefilling:
+                continue
+            held = len(cache.pages(r.request_id)) * cache.page_size
+            room = held - r.num_computed + free * cache.page_size
+            n = min(r.context_len - r.num_computed, budget, room)
+            if n <= 0:
+                continue
+            chunks.append((r, n))
+            budget -= n
+            free -= extra(r, r.num_computed + n)
+        if not decode and not chunks and self.running:
+            # Nothing fits: free the latest request's pages so the others can progress.
             if len(self.running) == 1:
                 raise RuntimeError(
                     f"num_pages: one request needs more than all {cache.num_pages} pages of "
                     f"{cache.page_size} slots; raise num_pages or lower max_model_len"
                 )
             self._preempt(self.running[-1])
+            return self._plan()
+        return decode, chunks
 
     def _preempt(self, req: Request) -> None:
         """Free ``req``'s pages and queue it first; its context is recomputed later."""
@@ -238,12 +268,19 @@ class Engine:
         self.waiting.appendleft(req)
 
     def _drop_from_drafter(self, req: Request) -> None:
-        if req.request_id in self._drafting:
-            keep = [i for i, rid in enumerate(self._drafting) if rid != req.request_id]
-            self.drafter.select(
-                self._state, torch.tensor(keep, dtype=torch.long, device=self.device)
-            )
+        if self.drafter is not None:
+            self._dropped.add(req.request_id)
+
+    def _flush_drops(self) -> None:
+        """One ``select`` for every request that left since the last one (a copy of the state)."""
+        if not self._dropped:
+            return
+        keep = [i for i, rid in enumerate(self._drafting) if rid not in self._dropped]
+        if len(keep) < len(self._drafting):
+            idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+            self.drafter.select(self._state, idx)
             self._drafting = [self._drafting[i] for i in keep]
+        self._dropped.clear()
 
     def _sampling(self, reqs: Sequence[Request]) -> dict[str, torch.Tensor]:
         dev = self.device
@@ -266,6 +303,7 @@ class Engine:
         none = ([[] for _ in decode], [0] * len(decode), None)
         if self.drafter is None or not decode or self.k == 0:
             return none
+        self._flush_drops()  # the state's rows are `decode` again
         caps = [max(0, min(self.k, r.remaining - 1)) for r in decode]
         if max(caps) == 0:
             return none
@@ -366,6 +404,7 @@ class Engine:
         if self.drafter is None:
             return
         feats, dev = out.features, self.device
+        self._flush_drops()
         alive = [i for i, r in enumerate(decode) if r.status is RequestStatus.RUNNING]
         if alive:  # the drafter state holds exactly these rows now, in this order
             counts = [acc[i] + 1 for i in alive]

@@ -43,7 +43,7 @@ class RequestOutput:
     logprobs: list[float] | None = None
 
 
-@dataclass
+@dataclass(eq=False)  # identity: requests are compared and removed by object, never by value
 class Request:
     request_id: str
     prompt_token_ids: list[int]
@@ -72,8 +72,12 @@ class Request:
         return self.output_token_ids[-1] if self.output_token_ids else None
 
     @property
+    def context_len(self) -> int:
+        return len(self.prompt_token_ids) + max(len(self.output_token_ids) - 1, 0)
+
+    @property
     def is_prefilling(self) -> bool:
-        return self.num_computed < len(self.context)
+        return self.num_computed < self.context_len
 
     @property
     def num_tokens(self) -> int:
