@@ -100,6 +100,7 @@ class Eagle3Drafter(Drafter):
     """Autoregressive Eagle3 drafter (chain drafting; full target vocabulary)."""
 
     kind = "eagle3"
+    supports_tree = True
 
     def __init__(self, config: DrafterConfig, target: Any) -> None:
         super().__init__(config, target)
