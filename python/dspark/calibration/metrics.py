@@ -1,6 +1,6 @@
 """Calibration metrics for prefix-survival predictions: ECE (equal-width bins), ROC-AUC, Brier.
 
-Conventions follow the DeepSpec confidence diagnostics (``deepspec-reference.md`` section 9): the
+Conventions follow the DeepSpec confidence diagnostics (``docs/algorithms.md`` section 5): the
 prediction at 1-based position k is the cumulative product ``prod_{i<=k} c_i``; the label is
 whether the first k drafts were all accepted.
 """

@@ -1,4 +1,4 @@
-"""Sequential temperature scaling (STS) of per-position confidences (``algorithms.md`` section 3).
+"""Sequential temperature scaling (STS) of per-position confidences (docs/algorithms.md section 3).
 
 For k = 1..G in order, a scalar T_k is chosen by 1-D grid search to minimise the ECE of the
 cumulative product ``prod_{i<=k} c_i`` against observed prefix survival, with T_1..T_{k-1} fixed;

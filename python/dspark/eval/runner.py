@@ -3,7 +3,7 @@
 For every benchmark file and every method (target-only decoding, each drafter, optional
 Hugging Face peers) prompts run in fixed batches; each prompt's result is cached on disk
 (atomically, validated on load) so an interrupted run resumes where it stopped. Acceptance
-statistics follow ``algorithms.md`` section 5; wall-clock numbers compare methods on the same
+statistics follow ``docs/algorithms.md`` section 5; wall-clock numbers compare methods on the same
 prompts in the same process.
 """
 

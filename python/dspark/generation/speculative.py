@@ -40,9 +40,9 @@ class SpeculativeGenerator:
         Built for (and bound to) ``target`` (see :func:`dspark.models.build_drafter`).
     scheduler : callable or object with ``.schedule``, optional
         Chooses verify lengths from confidences: ``(R, G) float -> (R,) int`` (e.g.
-        ``dspark.PrefixScheduler``). It must follow the early-stop rule of algorithms.md section 4
-        (a length may depend only on confidences up to that position) to stay lossless. Needs a
-        drafter with a confidence head (DSpark).
+        ``dspark.PrefixScheduler``). It must follow the early-stop rule of docs/algorithms.md
+        section 4 (a length may depend only on confidences up to that position) to stay lossless.
+        Needs a drafter with a confidence head (DSpark).
     confidence_threshold : float, optional
         Verify the longest prefix whose cumulative survival ``prod_{i<=k} c_i`` stays >= this.
     num_draft_tokens : int, optional

@@ -1,6 +1,6 @@
 """DFlash: the parallel block drafter with context KV injection (DSpark builds on it).
 
-Block layout (deepspec-reference.md section 2): the anchor itself is the first prediction slot,
+Block layout (docs/algorithms.md section 2.3): the anchor itself is the first prediction slot,
 so G inputs ``[anchor, MASK x (G - 1)]`` give G drafts in one pass. Block rows attend
 bidirectionally to each other and to the injected context ``H_ctx = RMSNorm(W_c [H(l1); ...])``
 of every position strictly before the anchor.

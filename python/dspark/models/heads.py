@@ -7,8 +7,8 @@ single-step RNN API silently resets it to 0):
   (training), and
 * ``step_bias(h [B, d], prev [B], state) -> (bias [B, V], state)`` one step (sampling).
 
-``prev[k]`` is the token before position k (``prev[0]`` is the anchor). Maths: algorithms.md
-section 2 (DSpark) and deepspec-reference.md section 3.
+``prev[k]`` is the token before position k (``prev[0]`` is the anchor). Maths:
+``docs/algorithms.md`` section 2.4.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def default_alphas(kind: str) -> tuple[float, float, float]:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; defaults follow deepspec-reference.md section 6.
+    """Everything a training run needs; defaults follow docs/algorithms.md section 6.1.
 
     Attributes
     ----------
