@@ -192,11 +192,11 @@ def run_demo(
     print_fn("")
     print_fn(format_demo_table(rows, peers))
     print_fn("")
-    taus = {}
+    taus: dict[str, list[float]] = {}
     for r in rows:
         taus.setdefault(r["drafter"], []).append(r["tau"])
     mean_tau = {k: sum(v) / len(v) for k, v in taus.items()}
-    order = sorted(mean_tau, key=mean_tau.get, reverse=True)
+    order = sorted(mean_tau, key=lambda k: mean_tau[k], reverse=True)
     print_fn("mean tau: " + ", ".join(f"{k} {mean_tau[k]:.2f}" for k in order))
     print_fn(f"report: {out / 'report.md'}")
     plots_saved = [p for p in saved if p.endswith(".png")]

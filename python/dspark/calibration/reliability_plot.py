@@ -64,8 +64,8 @@ def plot_reliability(
         for name, pred in curves.items():
             cnt, mp, my = reliability_bins(pred[m, k], label[m, k], n_bins)
             nz = cnt > 0
-            e = ece(pred[m, k], label[m, k], n_bins)
-            ax.plot(mp[nz], my[nz], marker="o", ms=3, label=f"{name} (ECE {100 * e:.1f}%)")
+            err = ece(pred[m, k], label[m, k], n_bins)
+            ax.plot(mp[nz], my[nz], marker="o", ms=3, label=f"{name} (ECE {100 * err:.1f}%)")
         ax.set_title(f"position {p}")
         ax.set_xlabel("predicted survival")
         ax.set_xlim(0, 1)

@@ -124,6 +124,7 @@ class _Runner:
         if m.kind == "drafter":
             gen = self._gens.get(m.name)
             if gen is None:
+                assert m.drafter is not None  # every "drafter" method carries one
                 gen = SpeculativeGenerator(
                     self.target,
                     m.drafter,

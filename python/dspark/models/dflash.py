@@ -203,7 +203,10 @@ class DFlashDrafter(Drafter):
         # DFlash: every position is drawn independently from its own base distribution.
         bsz, size, _ = h.shape
         logits = self.compute_logits(h).float().flatten(0, 1)
-        rep = lambda t: None if t is None else t.repeat_interleave(size)  # noqa: E731
+
+        def rep(t: Any) -> Any:
+            return None if t is None else t.repeat_interleave(size)
+
         proc = process_logits(logits, rep(temperature), rep(top_k), rep(top_p))
         tok = sample_processed(proc, rep(temperature) <= 0, generator=generator)
         return Proposal(tok.view(bsz, size), proc.view(bsz, size, -1), None)

@@ -126,5 +126,9 @@ class ConfidenceHead(nn.Module):
         self.proj = nn.Linear(width, 1)
 
     def forward(self, h: torch.Tensor, markov_features: torch.Tensor | None) -> torch.Tensor:
-        x = torch.cat([h, markov_features.to(h.dtype)], dim=-1) if self.uses_markov else h
+        if self.uses_markov:
+            assert markov_features is not None, "a Markov-feature confidence head needs them"
+            x = torch.cat([h, markov_features.to(h.dtype)], dim=-1)
+        else:
+            x = h
         return self.proj(x).squeeze(-1)
