@@ -6,7 +6,7 @@ request (one "token" = one step of all B requests). "ref" is the target's own gr
 a KV cache (one forward per token). Two dspark rows per model: a randomly initialised DSpark
 drafter (tau ~ 1: the pure overhead of drafting + verification) and a "perfect" drafter that
 replays the greedy continuation (tau = G + 1: the best case of the loop on this machine).
-CPU numbers only; they say nothing about GPU speed (see shared/spec/build.md). No asserts.
+CPU numbers only; they say nothing about GPU speed (see docs/build.md section 4). No asserts.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Model (decode phase only; prefill is not simulated):
   compute 0.04 ms per token) + 2 us per token (attention, KV writes); "jagged" rounds the compute
   term up to 64-token GEMM tiles and B up to captured CUDA-graph sizes (1, 2, 4, then multiples of
   8), "smooth" does neither. It is given to the schedulers as a dense SpsTable (what a start-up
-  profile of every size would record). No CPU timing is involved (build.md section 4).
+  profile of every size would record). No CPU timing is involved (docs/build.md section 4).
 - Policies: static length 0..G; "sched" (Algorithm 1, early stop, on the dense profile);
   "sched-coarse" (early stop on a profile taken every 64 tokens, linearly interpolated, which
   smooths the staircase); "async" (capacity from the confidences of two steps earlier, then

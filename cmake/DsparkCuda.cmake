@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # Optional CUDA backend. Sets DSPARK_WITH_CUDA. cudart is linked statically so that `import dspark`
-# works on machines without a driver or toolkit (see spec/build.md 1.4).
+# works on machines without a driver or toolkit (see docs/build.md section 1.4).
 set(DSPARK_WITH_CUDA OFF)
 if(NOT DSPARK_CUDA STREQUAL "OFF")
   include(CheckLanguage)

@@ -1,4 +1,4 @@
-"""Sequential temperature scaling and calibration metrics (algorithms.md section 3)."""
+"""Sequential temperature scaling and calibration metrics (docs/algorithms.md section 3)."""
 
 from __future__ import annotations
 

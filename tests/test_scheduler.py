@@ -1,5 +1,5 @@
 """PrefixScheduler and its async variant: exactness vs the reference walk, optimality, the
-spec's losslessness counterexample (algorithms.md section 4), monotonicity and bad input."""
+spec's losslessness counterexample (docs/algorithms.md section 4), monotonicity and bad input."""
 
 from __future__ import annotations
 
@@ -253,7 +253,7 @@ def test_async_scheduler_draft_cost_and_skip():
 
 
 def _counterexample_first_tokens(policy: str, n: int, seed: int) -> np.ndarray:
-    """algorithms.md section 4: gamma = 2, V = {A, B}, p_t = (0.7, 0.3), p_d = (0.5, 0.5),
+    """docs/algorithms.md section 4: gamma = 2, V = {A, B}, p_t = (0.7, 0.3), p_d = (0.5, 0.5),
     c1 = 0.8, c2 = 0.9 after drafting A and 0 after B, SPS(1..3) = 1.0, 0.5, 0.45. n independent
     rounds are verified as n requests of one verify_batch call; returns the first output tokens."""
     gen = torch.Generator().manual_seed(seed)

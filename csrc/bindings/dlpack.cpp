@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: bindings/. See dlpack.h and spec/build.md section 1.6 for the measured call costs.
+// Layer: bindings/. See dlpack.h and docs/build.md section 1.6 for the measured call costs.
 #include "bindings/dlpack.h"
 
 #include <string>

@@ -96,10 +96,10 @@ inline float top_p_threshold(float* w, int64_t n, double target) {
   return 0.0f;  // rounding left the target out of reach: keep everything
 }
 
-/// Two-level exponential race (verify_batch.md section 1, principle 5): the block of kRaceBlock
-/// tokens with the largest mass / E_b, then the token with the largest weight / E_v inside it
-/// (lowest index on ties). block_mass(lo, hi) and weight(v) may be unnormalised. Returns -1 when
-/// no block has mass.
+/// Two-level exponential race (docs/verify_batch.md section 1, principle 5): the block of
+/// kRaceBlock tokens with the largest mass / E_b, then the token with the largest weight / E_v
+/// inside it (lowest index on ties). block_mass(lo, hi) and weight(v) may be unnormalised. Returns
+/// -1 when no block has mass.
 template <typename BlockMass, typename Weight>
 int32_t race_sample(int32_t V, uint64_t seed, uint64_t offset, int32_t node, BlockMass&& block_mass,
                     Weight&& weight) {

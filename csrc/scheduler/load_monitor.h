@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layer: scheduler/. LoadMonitor: refines an SpsTable online from observed (tokens, step time)
-// pairs so the scheduler follows the real engine (algorithms.md section 4, last paragraph).
+// pairs so the scheduler follows the real engine (docs/algorithms.md section 4, last paragraph).
 #pragma once
 #include <cstdint>
 #include <memory>

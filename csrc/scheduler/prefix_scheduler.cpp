@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: scheduler/. The greedy prefix walk (algorithms.md section 4).
+// Layer: scheduler/. The greedy prefix walk (docs/algorithms.md section 4).
 #include "scheduler/prefix_scheduler.h"
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layer: scheduler/. PrefixScheduler: per-request verification lengths from calibrated draft
-// confidences and an SPS curve (algorithms.md section 4, Algorithm 1 and its asynchronous variant).
+// confidences and an SPS curve (docs/algorithms.md section 4: the greedy walk with early stop and
+// its asynchronous variant).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layer: scheduler/ (pure C++, no tensors, no pybind11). SpsTable: a profiled step-rate curve
-// SPS(B), target forward steps per second for a step of B tokens (algorithms.md section 4).
+// SPS(B), target forward steps per second for a step of B tokens (docs/algorithms.md section 4).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,4 +1,4 @@
-"""``dspark demo``: the micro zoo's three drafters, evaluated end to end in a few minutes.
+"""The micro zoo's three drafters, evaluated end to end in a few minutes.
 
 Loads the zoo shipped in the package (a small Qwen3 target trained on the Python standard
 library, DSpark, DFlash and Eagle3 drafters trained against it, and a small plain LM for Hugging
@@ -6,12 +6,11 @@ Face assisted generation), decodes held-out code and prose prompts with each met
 temperature 1, and prints one table: acceptance length tau per drafter and domain, conditional
 acceptance at draft positions 1 and G, tokens/s, and speedup over plain target decoding and over
 transformers' assisted generation. Plots and the full report (:func:`dspark.eval.evaluate`) are
-written to ``--out``.
+written to ``out_dir`` (``dspark demo --out``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -193,11 +192,11 @@ def run_demo(
     print_fn("")
     print_fn(format_demo_table(rows, peers))
     print_fn("")
-    taus = {}
+    taus: dict[str, list[float]] = {}
     for r in rows:
         taus.setdefault(r["drafter"], []).append(r["tau"])
     mean_tau = {k: sum(v) / len(v) for k, v in taus.items()}
-    order = sorted(mean_tau, key=mean_tau.get, reverse=True)
+    order = sorted(mean_tau, key=lambda k: mean_tau[k], reverse=True)
     print_fn("mean tau: " + ", ".join(f"{k} {mean_tau[k]:.2f}" for k in order))
     print_fn(f"report: {out / 'report.md'}")
     plots_saved = [p for p in saved if p.endswith(".png")]
@@ -256,34 +255,3 @@ def _clean(x: Any) -> Any:
     if isinstance(x, list):
         return [_clean(v) for v in x]
     return x
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="evaluate the micro zoo's DSpark, DFlash and Eagle3 drafters (a few minutes)",
-        description=__doc__.split("\n\n")[1],
-    )
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"report directory (default: {DEFAULT_OUT})")
-    p.add_argument("--prompts", type=int, default=8, help="held-out prompts per domain")
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--zoo", default=None, help="zoo directory (default: the package's)")
-    p.add_argument("--no-assisted", action="store_true", help="skip HF assisted generation")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--seed", type=int, default=980406)
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    run_demo(
-        args.zoo,
-        out_dir=args.out,
-        prompts_per_domain=args.prompts,
-        max_new_tokens=args.max_new_tokens,
-        assisted=not args.no_assisted,
-        json_path=args.json,
-        seed=args.seed,
-        plots=not args.no_plots,
-    )
-    return 0

@@ -66,3 +66,33 @@ def test_cli_eval_bad_drafter_spec(target, prompt_file, tmp_path):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_cli_eval_reads_a_config_file(target, prompt_file, tmp_path, capsys):
+    tdir, ddir, out = tmp_path / "target", tmp_path / "drafter", tmp_path / "out"
+    target.save_pretrained(tdir)
+    build_drafter("dspark", target, num_layers=1, markov_rank=16, block_size=3).save_pretrained(
+        ddir
+    )
+    cfg = tmp_path / "eval.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "target": str(tdir),
+                "drafter": {"ds": str(ddir)},
+                "prompts": [str(prompt_file)],
+                "output": str(out),
+                "max_new_tokens": 4,
+                "baseline": False,
+                "plots": False,
+                "progress": False,
+                "thresholds": [0.5],
+            }
+        )
+    )
+    assert main(["eval", "--config", str(cfg), "--set", "warmup=false"]) == 0
+    capsys.readouterr()
+    rep = json.loads((out / "report.json").read_text())
+    assert [r["method"] for r in rep["table"]] == ["ds"]
+    assert len(rep["results"]["bench"]["ds"]["sweep"]) == 1
+    assert rep["config"]["max_new_tokens"] == 4 and rep["config"]["warmup"] is False

@@ -14,6 +14,7 @@ from dspark.models import (
     target_features,
 )
 from dspark.models.heads import RNNHead
+from tests._tiny import tiny_qwen3
 
 SMALL = {"dspark": {"num_layers": 2, "markov_rank": 16}, "dflash": {"num_layers": 2}, "eagle3": {}}
 
@@ -234,3 +235,20 @@ def test_eagle3_ttt_packing_is_exact(qwen3_target):
             )
         chunked = d.forward_train(feats, ids, cu, ttt_steps=3, query_chunk=5)
     torch.testing.assert_close(chunked.logits, packed.logits, atol=1e-5, rtol=1e-4)
+
+
+def test_drafter_protocol(qwen3_target):
+    twin = tiny_qwen3(vocab=256, layers=4)  # the fixture's shapes, another instance
+    for kind, tree, conf in (
+        ("dspark", False, True),
+        ("dflash", False, False),
+        ("eagle3", True, False),
+    ):
+        d = build_drafter(kind, qwen3_target, num_layers=1)
+        assert (d.supports_tree, d.has_confidence) == (tree, conf)
+        assert d.is_bound_to(qwen3_target) and not d.is_bound_to(twin)
+        d.attach(twin)
+        assert d.is_bound_to(twin) and not d.is_bound_to(qwen3_target)
+        if not tree:
+            with pytest.raises(NotImplementedError, match="chains only"):
+                d.propose_tree(None, torch.zeros(1, dtype=torch.long), None)

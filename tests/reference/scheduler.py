@@ -1,4 +1,4 @@
-"""Plain references for the prefix scheduler (algorithms.md section 4) and its step-time curve.
+"""Plain references for the prefix scheduler (docs/algorithms.md section 4) and its step-time curve.
 
 ``prefix_schedule_ref`` is Algorithm 1 written literally: list every candidate, sort, walk.
 ``prefix_schedule_vec`` is a vectorised NumPy version (the fair baseline timed in bench/), tested

@@ -1,4 +1,4 @@
-"""Plain reference losses (deepspec-reference.md section 7), one block / position at a time."""
+"""Plain reference losses (docs/algorithms.md section 6.2), one block / position at a time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain references for verify_batch (algorithms.md section 1, verify_batch.md section 4).
+"""Plain references for verify_batch (docs/algorithms.md section 1, docs/verify_batch.md section 4).
 
 ``process_row`` turns a raw target row into the processed distribution p; ``verify_request_ref``
 walks one request's tree with the rejection rule, drawing its randomness from an ``rng`` object.

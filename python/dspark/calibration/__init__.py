@@ -1,6 +1,6 @@
 """Calibration of drafter confidences: sequential temperature scaling and its diagnostics.
 
-See ``algorithms.md`` section 3. ``sts`` fits per-position temperatures on held-out rounds,
+See ``docs/algorithms.md`` section 3. ``sts`` fits per-position temperatures on held-out rounds,
 ``apply_sts`` applies them, ``calibration_report`` gives ECE (20 bins), ROC-AUC and Brier per
 position before/after, and ``plot_reliability`` saves reliability diagrams (needs matplotlib).
 """

@@ -1,6 +1,6 @@
 """Calibration metrics for prefix-survival predictions: ECE (equal-width bins), ROC-AUC, Brier.
 
-Conventions follow the DeepSpec confidence diagnostics (``deepspec-reference.md`` section 9): the
+Conventions follow the DeepSpec confidence diagnostics (``docs/algorithms.md`` section 5): the
 prediction at 1-based position k is the cumulative product ``prod_{i<=k} c_i``; the label is
 whether the first k drafts were all accepted.
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["brier", "ece", "reliability_bins", "roc_auc", "survival_labels"]
+__all__ = ["as_numpy", "brier", "ece", "reliability_bins", "roc_auc", "survival_labels"]
 
 
-def _np(name: str, x: object) -> np.ndarray:
+def as_numpy(name: str, x: object) -> np.ndarray:
+    """``x`` (a tensor or ndarray, named ``name`` in errors) as an ndarray on the host."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     if not isinstance(x, np.ndarray):
@@ -22,8 +23,8 @@ def _np(name: str, x: object) -> np.ndarray:
 
 
 def _pair(pred: object, label: object) -> tuple[np.ndarray, np.ndarray]:
-    p = _np("pred", pred).astype(np.float64).ravel()
-    y = _np("label", label).astype(np.float64).ravel()
+    p = as_numpy("pred", pred).astype(np.float64).ravel()
+    y = as_numpy("label", label).astype(np.float64).ravel()
     if p.shape != y.shape:
         raise ValueError(f"pred, label: expected equal sizes, got {p.size} and {y.size}")
     if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
@@ -83,13 +84,13 @@ def survival_labels(
     ``label[n, k-1] = accept_len[n] >= k``; ``mask[n, k-1] = proposed[n] >= k`` (all True without
     ``proposed``).
     """
-    a = _np("accept_len", accept_len).astype(np.int64).ravel()
+    a = as_numpy("accept_len", accept_len).astype(np.int64).ravel()
     k = np.arange(1, draft_len + 1)
     label = a[:, None] >= k[None, :]
     if proposed is None:
         mask = np.ones_like(label)
     else:
-        pr = _np("proposed", proposed).astype(np.int64).ravel()
+        pr = as_numpy("proposed", proposed).astype(np.int64).ravel()
         if pr.shape != a.shape:
             raise ValueError(f"proposed: expected shape ({a.size},), got ({pr.size},)")
         if np.any(a > pr):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dspark.calibration.metrics import ece, reliability_bins, survival_labels
-from dspark.calibration.sts import _logits, _sigmoid
+from dspark.calibration.sts import confidence_logits, sigmoid
 
 __all__ = ["plot_reliability"]
 
@@ -44,7 +44,7 @@ def plot_reliability(
         from matplotlib.figure import Figure  # no pyplot: no global backend state
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("plot_reliability needs matplotlib: pip install 'dspark[plot]'") from e
-    z = _logits("confidences", confidences, logits)
+    z = confidence_logits("confidences", confidences, logits)
     g = z.shape[1]
     label, mask = survival_labels(accept_len, g, proposed)
     if positions is None:
@@ -52,10 +52,10 @@ def plot_reliability(
     for p in positions:
         if not 1 <= p <= g:
             raise ValueError(f"positions: expected 1-based positions in [1, {g}], got {p}")
-    curves = {"raw": np.cumprod(_sigmoid(z), axis=1)}
+    curves = {"raw": np.cumprod(sigmoid(z), axis=1)}
     if temperatures is not None:
         t = np.asarray(temperatures, dtype=np.float64).ravel()
-        curves["STS"] = np.cumprod(_sigmoid(z / t[None, :]), axis=1)
+        curves["STS"] = np.cumprod(sigmoid(z / t[None, :]), axis=1)
     fig = Figure(figsize=(3.2 * len(positions), 3.2))
     axes = fig.subplots(1, len(positions), squeeze=False)[0]
     for ax, p in zip(axes, positions, strict=True):
@@ -64,8 +64,8 @@ def plot_reliability(
         for name, pred in curves.items():
             cnt, mp, my = reliability_bins(pred[m, k], label[m, k], n_bins)
             nz = cnt > 0
-            e = ece(pred[m, k], label[m, k], n_bins)
-            ax.plot(mp[nz], my[nz], marker="o", ms=3, label=f"{name} (ECE {100 * e:.1f}%)")
+            err = ece(pred[m, k], label[m, k], n_bins)
+            ax.plot(mp[nz], my[nz], marker="o", ms=3, label=f"{name} (ECE {100 * err:.1f}%)")
         ax.set_title(f"position {p}")
         ax.set_xlabel("predicted survival")
         ax.set_xlim(0, 1)

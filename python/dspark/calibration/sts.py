@@ -1,4 +1,4 @@
-"""Sequential temperature scaling (STS) of per-position confidences (``algorithms.md`` section 3).
+"""Sequential temperature scaling (STS) of per-position confidences (docs/algorithms.md section 3).
 
 For k = 1..G in order, a scalar T_k is chosen by 1-D grid search to minimise the ECE of the
 cumulative product ``prod_{i<=k} c_i`` against observed prefix survival, with T_1..T_{k-1} fixed;
@@ -12,9 +12,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from dspark.calibration.metrics import _np, brier, ece, roc_auc, survival_labels
+from dspark.calibration.metrics import as_numpy, brier, ece, roc_auc, survival_labels
 
-__all__ = ["StsResult", "apply_sts", "calibration_report", "default_grid", "sts"]
+__all__ = [
+    "StsResult",
+    "apply_sts",
+    "calibration_report",
+    "confidence_logits",
+    "default_grid",
+    "sigmoid",
+    "sts",
+]
 
 _EPS = 1e-7
 
@@ -33,8 +41,9 @@ def default_grid() -> np.ndarray:
     return g
 
 
-def _logits(name: str, confidences: object, logits: bool) -> np.ndarray:
-    x = _np(name, confidences).astype(np.float64)
+def confidence_logits(name: str, confidences: object, logits: bool) -> np.ndarray:
+    """Checked (N, G) confidences as float64 logits (``logits``: they already are logits)."""
+    x = as_numpy(name, confidences).astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected shape (N, G), got {x.shape}")
     if x.shape[0] < 1 or x.shape[1] < 1:
@@ -49,7 +58,8 @@ def _logits(name: str, confidences: object, logits: bool) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise."""
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free
 
 
@@ -68,11 +78,11 @@ def apply_sts(
     temperatures : Tensor (G,)
         Positive temperatures from :func:`sts`.
     """
-    z = _logits("confidences", confidences, logits)
-    t = _np("temperatures", temperatures).astype(np.float64).ravel()
+    z = confidence_logits("confidences", confidences, logits)
+    t = as_numpy("temperatures", temperatures).astype(np.float64).ravel()
     if t.shape != (z.shape[1],) or not np.all(t > 0):
         raise ValueError(f"temperatures: expected {z.shape[1]} positive values, got {t.tolist()}")
-    return torch.from_numpy(_sigmoid(z / t[None, :]).astype(np.float32))
+    return torch.from_numpy(sigmoid(z / t[None, :]).astype(np.float32))
 
 
 def _ece_grid(
@@ -83,7 +93,7 @@ def _ece_grid(
     n = len(z)
     for s in range(0, len(grid), 16):
         t = grid[s : s + 16]
-        pred = prev[None, :] * _sigmoid(z[None, :] / t[:, None])  # [chunk, n]
+        pred = prev[None, :] * sigmoid(z[None, :] / t[:, None])  # [chunk, n]
         idx = np.minimum((pred * n_bins).astype(np.int64), n_bins - 1)
         flat = idx + n_bins * np.arange(len(t))[:, None]
         size = len(t) * n_bins
@@ -139,7 +149,7 @@ def sts(
     >>> bool((res.ece_after < res.ece_before).all())
     True
     """
-    z = _logits("confidences", confidences, logits)
+    z = confidence_logits("confidences", confidences, logits)
     n, g = z.shape
     label, mask = survival_labels(accept_len, g, proposed)
     if label.shape[0] != n:
@@ -157,14 +167,14 @@ def sts(
         y = label[m, k].astype(np.float64)
         if m.sum() == 0:
             continue
-        raw_pred = raw_prev[m] * _sigmoid(z[m, k])
+        raw_pred = raw_prev[m] * sigmoid(z[m, k])
         before[k] = ece(raw_pred, y, n_bins)
         e = _ece_grid(cal_prev[m], z[m, k], y, grid, n_bins)
         best = np.flatnonzero(e <= e.min() + 1e-12)
         temps[k] = grid[best[np.argmin(closeness[best])]]
-        after[k] = ece(cal_prev[m] * _sigmoid(z[m, k] / temps[k]), y, n_bins)
-        raw_prev = raw_prev * _sigmoid(z[:, k])
-        cal_prev = cal_prev * _sigmoid(z[:, k] / temps[k])
+        after[k] = ece(cal_prev[m] * sigmoid(z[m, k] / temps[k]), y, n_bins)
+        raw_prev = raw_prev * sigmoid(z[:, k])
+        cal_prev = cal_prev * sigmoid(z[:, k] / temps[k])
     return StsResult(torch.from_numpy(temps), torch.from_numpy(before), torch.from_numpy(after))
 
 
@@ -185,18 +195,18 @@ def calibration_report(
         ``{"position": [1..G], "count": [...], "before": {"ece", "auc", "brier"}, "after": {...}}``
         (``after`` only with ``temperatures``); lists of floats, JSON-ready.
     """
-    z = _logits("confidences", confidences, logits)
+    z = confidence_logits("confidences", confidences, logits)
     g = z.shape[1]
     label, mask = survival_labels(accept_len, g, proposed)
     variants = {"before": np.ones(g)}
     if temperatures is not None:
-        t = _np("temperatures", temperatures).astype(np.float64).ravel()
+        t = as_numpy("temperatures", temperatures).astype(np.float64).ravel()
         if t.shape != (g,) or not np.all(t > 0):
             raise ValueError(f"temperatures: expected {g} positive values")
         variants["after"] = t
     out: dict[str, Any] = {"position": list(range(1, g + 1)), "count": mask.sum(0).tolist()}
     for name, t in variants.items():
-        pred = np.cumprod(_sigmoid(z / t[None, :]), axis=1)
+        pred = np.cumprod(sigmoid(z / t[None, :]), axis=1)
         rows: dict[str, list[float]] = {"ece": [], "auc": [], "brier": []}
         for k in range(g):
             m = mask[:, k]

@@ -1,7 +1,7 @@
 """Drafter evaluation: acceptance statistics, confidence diagnostics and wall-clock speed.
 
 ``evaluate(target, {"name": drafter, ...}, prompt_files)`` runs the reference protocol
-(``algorithms.md`` section 5) on JSONL prompt files and returns an :class:`EvalReport` (results
+(``docs/algorithms.md`` section 5) on JSONL prompt files and returns an :class:`EvalReport` (results
 table, markdown/JSON, plots). The metric functions work on plain round records and can be used
 on their own.
 """

@@ -1,4 +1,4 @@
-"""Acceptance metrics over per-request verification rounds (``algorithms.md`` section 5).
+"""Acceptance metrics over per-request verification rounds (``docs/algorithms.md`` section 5).
 
 A *round record* is one request in one draft-verify round: ``proposed`` drafts verified,
 ``accepted`` of them accepted, ``emitted`` tokens appended (accepted + 1, cut at a stop token or

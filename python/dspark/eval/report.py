@@ -69,7 +69,9 @@ def _calibration(records: list[list[RoundRecord]], block: int) -> dict[str, Any]
     def matrix(recs: list[RoundRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         conf = np.full((len(recs), block), 0.5)
         for i, r in enumerate(recs):
-            conf[i, : len(r.confidence)] = r.confidence[:block]
+            c = r.confidence
+            assert c is not None  # the caller passes records with confidences only
+            conf[i, : len(c)] = c[:block]
         acc = np.array([min(r.accepted, block) for r in recs])
         prop = np.array([min(r.proposed, block) for r in recs])
         return conf, acc, prop
@@ -148,7 +150,8 @@ class EvalReport:
     def table(self) -> list[dict[str, Any]]:
         """One row per (benchmark, method): tau, proposal length, acceptance rate, tokens/s,
         speedup; plus a ``macro`` row per method averaging tau and speedup over benchmarks."""
-        rows, per_method = [], {}
+        rows: list[dict[str, Any]] = []
+        per_method: dict[str, list[dict[str, Any]]] = {}
         for bench, methods in self.results.items():
             for m, r in methods.items():
                 acc = r.acceptance or {}
@@ -165,7 +168,7 @@ class EvalReport:
                 per_method.setdefault(m, []).append(row)
         if len(self.results) > 1:
             for m, rs in per_method.items():
-                macro = {"benchmark": "macro", "method": m}
+                macro: dict[str, Any] = {"benchmark": "macro", "method": m}
                 for k in ("tau", "proposed", "acceptance_rate", "tokens_per_s", "speedup"):
                     vals = [r[k] for r in rs if not math.isnan(r[k])]
                     macro[k] = float(np.mean(vals)) if vals else math.nan

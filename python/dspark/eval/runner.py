@@ -3,7 +3,7 @@
 For every benchmark file and every method (target-only decoding, each drafter, optional
 Hugging Face peers) prompts run in fixed batches; each prompt's result is cached on disk
 (atomically, validated on load) so an interrupted run resumes where it stopped. Acceptance
-statistics follow ``algorithms.md`` section 5; wall-clock numbers compare methods on the same
+statistics follow ``docs/algorithms.md`` section 5; wall-clock numbers compare methods on the same
 prompts in the same process.
 """
 
@@ -25,7 +25,7 @@ from dspark.eval.peers import PEERS, hf_generate
 from dspark.eval.report import EvalReport, MethodResult, summarise_method
 from dspark.eval.result_cache import ResultCache, fingerprint
 from dspark.generation import SpeculativeGenerator
-from dspark.generation.inputs import _default_ids
+from dspark.generation.inputs import default_token_ids
 from dspark.models.base import Drafter
 from dspark.models.config import target_fingerprint
 
@@ -100,8 +100,8 @@ class _Runner:
 
     def __init__(self, target: Any, cfg: EvalConfig) -> None:
         self.target, self.cfg = target, cfg
-        self.stop_ids = _default_ids(target, "eos_token_id")
-        pads = _default_ids(target, "pad_token_id") or self.stop_ids or [0]
+        self.stop_ids = default_token_ids(target, "eos_token_id")
+        pads = default_token_ids(target, "pad_token_id") or self.stop_ids or [0]
         self.pad = pads[0]
         self.vocab = int(target.get_output_embeddings().weight.shape[0])
         self._gens: dict[str, SpeculativeGenerator] = {}
@@ -124,6 +124,7 @@ class _Runner:
         if m.kind == "drafter":
             gen = self._gens.get(m.name)
             if gen is None:
+                assert m.drafter is not None  # every "drafter" method carries one
                 gen = SpeculativeGenerator(
                     self.target,
                     m.drafter,
@@ -193,7 +194,7 @@ def _methods(
         if name == BASELINE or name in PEERS:
             raise ValueError(f"drafters: the name {name!r} is reserved")
         methods.append(_Method(name, "drafter", d))
-        if cfg.online_thresholds and getattr(d, "confidence", None) is None:
+        if cfg.online_thresholds and not d.has_confidence:
             notes.append(f"{name}: no confidence head, online thresholds skipped")
             continue
         for t in cfg.online_thresholds:

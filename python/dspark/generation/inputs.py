@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RequestParams", "check_generate_inputs"]
+__all__ = ["RequestParams", "check_generate_inputs", "default_token_ids"]
 
 
 @dataclass
@@ -51,7 +51,11 @@ def _per_request(
     return t.to(device=device, dtype=dtype)
 
 
-def _default_ids(target: Any, field: str) -> list[int]:
+def default_token_ids(target: Any, field: str) -> list[int]:
+    """A token-id ``field`` of ``target`` (``"eos_token_id"``, ...) as a list, [] if unset.
+
+    The generation config wins over the model config.
+    """
     gc = getattr(target, "generation_config", None)
     v = getattr(gc, field, None) if gc is not None else None
     if v is None:
@@ -121,7 +125,7 @@ def check_generate_inputs(
     if bool(((tp <= 0) | (tp > 1)).any()):
         raise ValueError(f"top_p: expected values in (0, 1], got {tp.tolist()}")
     if stop_token_ids is None:
-        stops = [frozenset(_default_ids(target, "eos_token_id"))] * bsz
+        stops = [frozenset(default_token_ids(target, "eos_token_id"))] * bsz
     elif all(isinstance(s, int) for s in stop_token_ids):
         stops = [frozenset(int(s) for s in stop_token_ids)] * bsz
     else:
@@ -132,6 +136,10 @@ def check_generate_inputs(
             )
         stops = [frozenset(int(x) for x in s) for s in stop_token_ids]
     if pad_token_id is None:
-        pads = _default_ids(target, "pad_token_id") or _default_ids(target, "eos_token_id") or [0]
+        pads = (
+            default_token_ids(target, "pad_token_id")
+            or default_token_ids(target, "eos_token_id")
+            or [0]
+        )
         pad_token_id = pads[0]
     return RequestParams(ids, mask, mnt, temp, tk, tp, stops, int(pad_token_id))

@@ -40,9 +40,9 @@ class SpeculativeGenerator:
         Built for (and bound to) ``target`` (see :func:`dspark.models.build_drafter`).
     scheduler : callable or object with ``.schedule``, optional
         Chooses verify lengths from confidences: ``(R, G) float -> (R,) int`` (e.g.
-        ``dspark.PrefixScheduler``). It must follow the early-stop rule of algorithms.md section 4
-        (a length may depend only on confidences up to that position) to stay lossless. Needs a
-        drafter with a confidence head (DSpark).
+        ``dspark.PrefixScheduler``). It must follow the early-stop rule of docs/algorithms.md
+        section 4 (a length may depend only on confidences up to that position) to stay lossless.
+        Needs a drafter with a confidence head (DSpark).
     confidence_threshold : float, optional
         Verify the longest prefix whose cumulative survival ``prod_{i<=k} c_i`` stays >= this.
     num_draft_tokens : int, optional
@@ -78,12 +78,12 @@ class SpeculativeGenerator:
         if not isinstance(drafter, Drafter):
             raise TypeError(f"drafter: expected a dspark Drafter, got {type(drafter).__name__}")
         drafter.config.check_target(target.config, what=f"{drafter.kind} drafter")
-        if drafter._shared[0] is not target.get_input_embeddings():
+        if not drafter.is_bound_to(target):
             raise ValueError(
                 "drafter: it is bound to another target instance (its shared embedding is not this "
                 "target's); call drafter.attach(target) first"
             )
-        has_conf = getattr(drafter, "confidence", None) is not None
+        has_conf = drafter.has_confidence
         if (scheduler is not None or confidence_threshold is not None) and not has_conf:
             raise ValueError(
                 f"scheduler: choosing verify lengths needs confidences, and a {drafter.kind} "
@@ -99,7 +99,7 @@ class SpeculativeGenerator:
             raise ValueError(f"num_draft_tokens: expected an int >= 1, got {num_draft_tokens}")
         self.tree = None
         if tree_choices is not None:
-            if not hasattr(drafter, "propose_tree"):
+            if not drafter.supports_tree:
                 raise ValueError(
                     f"tree_choices: a {drafter.kind} drafter drafts chains only (Eagle3 trees)"
                 )

@@ -16,7 +16,7 @@ __all__ = ["cache_keyword", "cache_kwargs"]
 
 
 @functools.cache
-def _cache_keyword_of(cls: type) -> str:
+def _cache_keyword_of(cls: Any) -> str:
     try:
         params = inspect.signature(cls.forward).parameters
     except (TypeError, ValueError):  # builtins or C extensions: assume the current spelling
@@ -39,7 +39,7 @@ def cache_keyword(model: Any) -> str:
     >>> cache_keyword(Old())
     'past_key_values'
     """
-    return _cache_keyword_of(type(model))
+    return _cache_keyword_of(type(model))  # type: ignore[arg-type]  # a class is hashable
 
 
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class Drafter(nn.Module):
 
     kind: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[Drafter]]] = {}
+    #: Whether the drafter also drafts token trees (:meth:`propose_tree`); chain-only if False.
+    supports_tree: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -101,6 +103,19 @@ class Drafter(nn.Module):
     def reset_parameters(self) -> None:
         """Fresh initialisation of every trainable weight (norms stay at identity)."""
         init_weights(self)
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether proposals carry per-position confidences (a DSpark confidence head)."""
+        return getattr(self, "confidence", None) is not None
+
+    def is_bound_to(self, target: Any) -> bool:
+        """Whether the drafter uses ``target``'s own embedding module (see :meth:`attach`)."""
+        return self._shared[0] is target.get_input_embeddings()
+
+    def propose_tree(self, state: Any, anchor: torch.Tensor, tree: Any) -> torch.Tensor:
+        """Draft the nodes of a static token tree (drafters with ``supports_tree`` only)."""
+        raise NotImplementedError(f"a {self.kind} drafter drafts chains only (supports_tree)")
 
     def attach(self, target: Any) -> None:
         """Re-bind to ``target`` (after checking it is the target this drafter was built for)."""

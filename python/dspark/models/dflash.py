@@ -1,6 +1,6 @@
 """DFlash: the parallel block drafter with context KV injection (DSpark builds on it).
 
-Block layout (deepspec-reference.md section 2): the anchor itself is the first prediction slot,
+Block layout (docs/algorithms.md section 2.3): the anchor itself is the first prediction slot,
 so G inputs ``[anchor, MASK x (G - 1)]`` give G drafts in one pass. Block rows attend
 bidirectionally to each other and to the injected context ``H_ctx = RMSNorm(W_c [H(l1); ...])``
 of every position strictly before the anchor.
@@ -203,7 +203,10 @@ class DFlashDrafter(Drafter):
         # DFlash: every position is drawn independently from its own base distribution.
         bsz, size, _ = h.shape
         logits = self.compute_logits(h).float().flatten(0, 1)
-        rep = lambda t: None if t is None else t.repeat_interleave(size)  # noqa: E731
+
+        def rep(t: Any) -> Any:
+            return None if t is None else t.repeat_interleave(size)
+
         proc = process_logits(logits, rep(temperature), rep(top_k), rep(top_p))
         tok = sample_processed(proc, rep(temperature) <= 0, generator=generator)
         return Proposal(tok.view(bsz, size), proc.view(bsz, size, -1), None)

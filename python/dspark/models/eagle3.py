@@ -1,6 +1,6 @@
 """Eagle3: a one-layer autoregressive drafter with training-time-test (TTT) unrolling.
 
-Pairing (deepspec-reference.md section 4): the entry at position t combines the target feature
+Pairing (docs/algorithms.md section 2.1): the entry at position t combines the target feature
 ``g_t`` (which encodes tokens <= t) with the embedding of token t+1 and predicts token t+2. While
 drafting, step k feeds its own previous hidden state instead of a target feature. Any number of
 feature layers is accepted (the reference asserts exactly five).
@@ -100,6 +100,7 @@ class Eagle3Drafter(Drafter):
     """Autoregressive Eagle3 drafter (chain drafting; full target vocabulary)."""
 
     kind = "eagle3"
+    supports_tree = True
 
     def __init__(self, config: DrafterConfig, target: Any) -> None:
         super().__init__(config, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ class FeatureCapture:
     >>> cap.features()                                    # doctest: +SKIP
     """
 
-    def __init__(self, target: torch.nn.Module, feature_layers: Sequence[int]) -> None:
+    def __init__(self, target: Any, feature_layers: Sequence[int]) -> None:  # a HF causal LM
         base = getattr(target, "model", None) or target.get_decoder()
         layers = getattr(base, "layers", None)
         if layers is None:

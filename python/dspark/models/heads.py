@@ -7,8 +7,8 @@ single-step RNN API silently resets it to 0):
   (training), and
 * ``step_bias(h [B, d], prev [B], state) -> (bias [B, V], state)`` one step (sampling).
 
-``prev[k]`` is the token before position k (``prev[0]`` is the anchor). Maths: algorithms.md
-section 2 (DSpark) and deepspec-reference.md section 3.
+``prev[k]`` is the token before position k (``prev[0]`` is the anchor). Maths:
+``docs/algorithms.md`` section 2.4.
 """
 
 from __future__ import annotations
@@ -126,5 +126,9 @@ class ConfidenceHead(nn.Module):
         self.proj = nn.Linear(width, 1)
 
     def forward(self, h: torch.Tensor, markov_features: torch.Tensor | None) -> torch.Tensor:
-        x = torch.cat([h, markov_features.to(h.dtype)], dim=-1) if self.uses_markov else h
+        if self.uses_markov:
+            assert markov_features is not None, "a Markov-feature confidence head needs them"
+            x = torch.cat([h, markov_features.to(h.dtype)], dim=-1)
+        else:
+            x = h
         return self.proj(x).squeeze(-1)

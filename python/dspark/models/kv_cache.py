@@ -53,21 +53,25 @@ class RaggedKVCache:
         """
         n = k.shape[2]
         self._ensure(layer, k, self.max_length() + n)
-        cap = self.keys[layer].shape[2] - 1
+        keys, values = self.keys[layer], self.values[layer]
+        assert keys is not None  # allocated by _ensure
+        assert values is not None
+        cap = keys.shape[2] - 1
         idx = self.lengths[:, None] + torch.arange(n, device=k.device)[None, :]
         idx = torch.where(torch.arange(n, device=k.device)[None, :] < counts[:, None], idx, cap)
         idx = idx[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
-        self.keys[layer].scatter_(2, idx, k)
-        self.values[layer].scatter_(2, idx, v)
+        keys.scatter_(2, idx, k)
+        values.scatter_(2, idx, v)
 
     def advance(self, counts: torch.Tensor) -> None:
         self.lengths = self.lengths + counts.to(self.lengths)
 
     def get(self, layer: int, upto: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Keys/values of slots ``[0, upto)`` (None while the layer is empty)."""
-        if self.keys[layer] is None or upto == 0:
+        keys, values = self.keys[layer], self.values[layer]
+        if keys is None or values is None or upto == 0:
             return None
-        return self.keys[layer][:, :, :upto], self.values[layer][:, :, :upto]
+        return keys[:, :, :upto], values[:, :, :upto]
 
     def valid(self, upto: int) -> torch.Tensor:
         """``[B, upto]`` bool: slot j holds a committed entry of request b."""

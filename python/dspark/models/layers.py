@@ -204,12 +204,17 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=std)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            bias = getattr(m, "bias", None)
+            if bias is not None:
+                nn.init.zeros_(bias)
 
 
-def shared_target_parts(target: Any) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """(input embedding, LM head, rotary module) of a Hugging Face causal LM."""
+def shared_target_parts(target: Any) -> tuple[nn.Embedding, nn.Linear, nn.Module]:
+    """(input embedding, LM head, rotary module) of a Hugging Face causal LM.
+
+    Typed as the common case: some targets scale their embedding in a subclass or cap their
+    logits outside the head, which the callers handle.
+    """
     emb, head = target.get_input_embeddings(), target.get_output_embeddings()
     base = getattr(target, "model", None) or target.get_decoder()
     rotary = getattr(base, "rotary_emb", None)

@@ -7,9 +7,12 @@ reference samples from a bf16 softmax but verifies with an fp32 one; weak point 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from dspark.models.heads import ConfidenceHead, MarkovHead
 
 __all__ = ["MarkovSample", "markov_sample", "process_logits", "sample_processed"]
 
@@ -102,8 +105,8 @@ def markov_sample(
     base_logits: torch.Tensor,
     hidden: torch.Tensor,
     anchor: torch.Tensor,
-    head: torch.nn.Module,
-    confidence_head: torch.nn.Module | None = None,
+    head: MarkovHead,
+    confidence_head: ConfidenceHead | None = None,
     *,
     temperature: torch.Tensor,
     top_k: torch.Tensor | None = None,

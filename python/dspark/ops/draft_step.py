@@ -1,7 +1,7 @@
 """The fused DSpark draft step: the sequential stage of the drafter in one native call.
 
 ``x_k ~ softmax((U_k + W2 . W1[x_{k-1}]) / T)`` for k = 1..G, left to right, with the confidence
-head ``c_k = sigmoid(w . [h_k ; W1[x_{k-1}]] + b)`` (algorithms.md section 2).
+head ``c_k = sigmoid(w . [h_k ; W1[x_{k-1}]] + b)`` (docs/algorithms.md section 2.4).
 """
 
 from __future__ import annotations

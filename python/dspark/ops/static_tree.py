@@ -3,7 +3,7 @@
 Node ``i`` is the child of rank ``ranks[i]`` (0 = the drafter's most likely token) of its parent.
 Top-k children are deterministic given the drafter's distribution, so the verifier's
 deterministic-draft rule (accept child c with probability p(c), remove it from p on rejection)
-keeps the output exactly the target's (algorithms.md section 1, trees).
+keeps the output exactly the target's (docs/algorithms.md section 1, trees).
 """
 
 from __future__ import annotations

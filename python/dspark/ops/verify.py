@@ -1,6 +1,6 @@
 """Lossless batched verification for speculative decoding (chains and trees).
 
-The contract is ``shared/spec/verify_batch.md``; the maths is ``algorithms.md`` section 1.
+The contract is ``docs/verify_batch.md``; the maths is ``docs/algorithms.md`` section 1.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def verify_batch(
     ``[draft_indptr[r] + r, draft_indptr[r+1] + r + 1)``: its first row is the anchor (it predicts
     the root's children) and row ``1 + i`` follows node ``i``, exactly what a verification forward
     over ``[x0, node_0, ..., node_{n-1}]`` produces. At each node the children are tried in index
-    order with the rejection rule of ``algorithms.md`` section 1; the output tokens are distributed
-    exactly as sampling from the (processed) target alone.
+    order with the rejection rule of ``docs/algorithms.md`` section 1; the output tokens are
+    distributed exactly as sampling from the (processed) target alone.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """Verification attention: chains, trees and decode over a paged KV cache, one varlen call.
 
 The layout is FlashInfer/vLLM's ragged one (``qo_indptr``) over a paged cache (``block_table``);
-the mask is the compact ancestor rule of ``shared/spec/verify_batch.md`` section 5, evaluated in
+the mask is the compact ancestor rule of ``docs/verify_batch.md`` section 5, evaluated in
 the kernel from ``parents``, so no dense ``[q, kv]`` mask is ever built.
 """
 

@@ -1,6 +1,6 @@
 """Confidence-scheduled verification: the prefix scheduler (Algorithm 1) and its async variant.
 
-The maths is ``algorithms.md`` section 4 (Algorithm 1, its early stop, and the asynchronous
+The maths is ``docs/algorithms.md`` section 4 (Algorithm 1, its early stop, and the asynchronous
 top-K variant). The walk runs in C++ (``csrc/scheduler``); this module holds the typed API. The
 step-rate curve and its helpers live in :mod:`dspark.scheduler.sps` and are re-exported here.
 """
@@ -108,8 +108,8 @@ class PrefixScheduler:
         The engine's step-rate curve; a monitor is read once per call.
     early_stop : bool
         Stop the walk at the first admission that does not raise the objective. Required for
-        lossless verification (``algorithms.md`` section 4); ``False`` searches the whole order for
-        the best prefix and exists only to demonstrate the bias.
+        lossless verification (``docs/algorithms.md`` section 4); ``False`` searches the whole
+        order for the best prefix and exists only to demonstrate the bias.
 
     Examples
     --------

@@ -1,6 +1,6 @@
 """Step-rate profiles of a target engine: SpsTable, its online refinement, and a profiler.
 
-``SpsTable`` is the SPS(B) curve of ``algorithms.md`` section 4 (C++ core in
+``SpsTable`` is the SPS(B) curve of ``docs/algorithms.md`` section 4 (C++ core in
 ``csrc/scheduler/sps_table.h``); ``LoadMonitor`` refines it from observed steps; ``profile_sps``
 times any callable to build one. Re-exported by :mod:`dspark.scheduler`.
 """
@@ -274,7 +274,8 @@ def profile_sps(
 
     Grid points are interleaved within each repeat (so drift affects all of them alike) and the
     median is kept. Works with any callable, e.g. a target model's verification forward over B
-    tokens. Do not calibrate a GPU deployment's scheduler with CPU timings (``build.md`` section 4).
+    tokens. Do not calibrate a GPU deployment's scheduler with CPU timings (``docs/build.md``
+    section 4).
 
     Parameters
     ----------

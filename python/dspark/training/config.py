@@ -20,7 +20,7 @@ def default_alphas(kind: str) -> tuple[float, float, float]:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; defaults follow deepspec-reference.md section 6.
+    """Everything a training run needs; defaults follow docs/algorithms.md section 6.1.
 
     Attributes
     ----------
@@ -106,10 +106,11 @@ class TrainConfig:
             )
         if self.alphas is None:
             self.alphas = default_alphas(self.kind)
-        self.alphas = tuple(float(a) for a in self.alphas)  # type: ignore[assignment]
+        alphas = tuple(float(a) for a in self.alphas)
+        self.alphas = alphas  # type: ignore[assignment]
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if len(self.alphas) != 3 or min(self.alphas) < 0:
-            raise ValueError(f"alphas: expected three weights >= 0, got {self.alphas}")
+        if len(alphas) != 3 or min(alphas) < 0:
+            raise ValueError(f"alphas: expected three weights >= 0, got {alphas}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -132,10 +132,12 @@ def block_loss(
     )
     sums = torch.zeros(3, device=logits.device)
     acc_sum = torch.zeros(g, device=logits.device)
+    args: tuple[Any, ...]
     for lo in range(0, n, chunk):
         sl = slice(lo, lo + chunk)
         rows = last_hidden[rows_idx[sl]]
         if from_hidden:
+            assert anchor_tok is not None  # checked above
             fn, args = _hidden_chunk, (drafter, logits[sl], anchor_tok[sl], rows)
         else:
             c = conf[sl] if conf is not None else None

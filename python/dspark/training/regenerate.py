@@ -63,7 +63,7 @@ class LocalBackend:
 
         self.target, self.tok = target, tokenizer
         self.drafter = drafter or build_drafter("dflash", target, num_layers=1)
-        self.kw = dict(
+        self.kw: dict[str, Any] = dict(
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p
         )
         self.system_prompt, self.seed, self.calls = system_prompt, seed, 0
@@ -191,7 +191,8 @@ def regenerate(
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _completed(path)
-    written, batch = 0, []
+    written = 0
+    batch: list[tuple[Any, Messages]] = []
 
     def flush() -> None:
         nonlocal written

@@ -6,7 +6,7 @@
 // Query i sees every prefix slot and the query slots of itself and its ancestors (parents[i] < i,
 // -1 = no parent among the queries); with no parents it is causal (j <= i). Logical positions
 // are pos(prefix slot k) = k and pos(query j) = prefix + depth(j), so a sliding window compares
-// depths inside the tree (shared/spec/verify_batch.md section 5: positions = prefix_len + depth).
+// depths inside the tree (docs/verify_batch.md section 5: positions = prefix_len + depth).
 #pragma once
 #include <cstdint>
 

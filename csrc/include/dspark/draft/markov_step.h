@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: include/. The DSpark sequential draft step (algorithms.md section 2, "Sequential stage"):
+// Layer: include/. The DSpark sequential draft step (docs/algorithms.md section 2.4):
 // x_k ~ softmax((U_k + B(x_{k-1})) / T) with the vanilla Markov bias B(x) = W2 . W1[x], plus the
 // confidence head c_k = sigmoid(w . [h_k ; W1[x_{k-1}]] + b). Shared by the CPU and CUDA backends.
 #pragma once

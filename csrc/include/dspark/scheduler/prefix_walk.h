@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: include/ (header-only, host only, framework-free). The maths of algorithms.md section 4:
-// prefix survival products, the candidate order, and the step-time interpolation of an SPS
+// Layer: include/ (header-only, host only, framework-free). The maths of docs/algorithms.md section
+// 4: prefix survival products, the candidate order, and the step-time interpolation of an SPS
 // profile. No allocation, threads or I/O here; scheduler/ owns buffers and the walk's state.
 #pragma once
 #include <cmath>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Layer: include/. The POD handed to both verify backends (built once in ops/verify.cpp).
-// Maths: shared/spec/algorithms.md section 1; layout: shared/spec/verify_batch.md section 2.
+// Maths: docs/algorithms.md section 1; layout: docs/verify_batch.md section 2.
 #pragma once
 #include <cstdint>
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: include/. Per-element maths of lossless verification (algorithms.md section 1), shared by
-// the CPU and CUDA backends: processed target probabilities, the residual after rejected children,
-// and the exponential race used to draw a token.
+// Layer: include/. Per-element maths of lossless verification (docs/algorithms.md section 1),
+// shared by the CPU and CUDA backends: processed target probabilities, the residual after rejected
+// children, and the exponential race used to draw a token.
 #pragma once
 #include <cstdint>
 

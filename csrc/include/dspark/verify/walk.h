@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: include/. The per-request walk of lossless verification (algorithms.md section 1,
-// verify_batch.md section 4), written once and run by both backends. `Ops` supplies the row-wide
-// reductions: the CPU backend runs them on one thread, the CUDA backend with a whole CTA (every
-// thread executes this walk in lockstep and gets the same reduction results, so control flow is
-// uniform). Every decision is made here, from the same per-element functions, so CPU and CUDA
+// Layer: include/. The per-request walk of lossless verification (docs/algorithms.md section 1,
+// docs/verify_batch.md section 4), written once and run by both backends. `Ops` supplies the
+// row-wide reductions: the CPU backend runs them on one thread, the CUDA backend with a whole CTA
+// (every thread executes this walk in lockstep and gets the same reduction results, so control flow
+// is uniform). Every decision is made here, from the same per-element functions, so CPU and CUDA
 // emit the same tokens for the same inputs and seeds.
 //
 // Ops interface (all DSPARK_HOST_DEVICE):
