@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dspark.eval.acceptance import RoundRecord, acceptance_summary, threshold_sweep
-from dspark.eval.result_cache import _atomic_write_json
+from dspark.utils.io import atomic_write, atomic_write_json
 
 __all__ = ["EvalReport", "MethodResult", "summarise_method"]
 
@@ -301,10 +301,9 @@ class EvalReport:
             except ImportError as e:
                 self.notes.append(f"plots skipped: {e}")
         md = root / "report.md"
-        tmp = root / ".report.md.tmp"
-        tmp.write_text(self.to_markdown(), encoding="utf-8")
-        os.replace(tmp, md)
-        _atomic_write_json(root / "report.json", self.to_json())
+        text = self.to_markdown()
+        atomic_write(md, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write_json(root / "report.json", self.to_json(), indent=None)
         return [md, root / "report.json", *paths]
 
 

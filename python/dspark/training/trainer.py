@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from dspark.models import Drafter, block_targets, build_drafter, load_target
 from dspark.training.batching import pack, sample_anchors, step_samples, steps_per_epoch
 from dspark.training.config import TrainConfig
 from dspark.training.losses import block_loss, eagle3_loss
+from dspark.utils.io import atomic_dir, atomic_write
 
 __all__ = ["OnlineSource", "Trainer", "train", "warmup_cosine"]
 
@@ -73,17 +73,6 @@ def _dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _atomic_dir(final: Path, fill: Any) -> None:
-    tmp = final.with_name(f".{final.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 class Trainer:
@@ -199,14 +188,10 @@ class Trainer:
                 plain = build_drafter(self.cfg.kind, self.target, **self.cfg.drafter).float()
                 plain.load_state_dict(model_sd)
 
-            def fill(d: Path) -> None:
+            with atomic_dir(self.out / name) as d:
                 plain.save_pretrained(d)
                 torch.save(state, d / "trainer.pt")
-
-            _atomic_dir(self.out / name, fill)
-            tmp = self.out / f".{LATEST}.tmp"
-            tmp.write_text(name)
-            os.replace(tmp, self.out / LATEST)
+            atomic_write(self.out / LATEST, lambda p: Path(p).write_text(name))
         if self.world > 1:
             dist.barrier()
         return self.out / name

@@ -1,37 +1,123 @@
-"""File helpers: atomic writes (nothing half-written is ever left under the final name) and
-streaming checksums."""
+"""File helpers: atomic writes of files and whole directories (nothing half-written is ever left
+under the final name, and an overwrite never destroys the old artifact before the new one is
+complete) and streaming checksums."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_npz", "file_sha256"]
+__all__ = [
+    "atomic_dir",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_npz",
+    "file_sha256",
+    "load_json",
+    "recover_dir",
+]
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+# Names of the temporaries next to a destination ``name``: ``.name.tmp-*`` is a write in progress
+# (or killed), ``.name.old-*`` the previous artifact while a directory swap is under way.
+_TMP, _OLD = ".tmp-", ".old-"
+
+
+def _fsync(path: str | os.PathLike[str], directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _strays(path: Path, kind: str) -> list[Path]:
+    """Temporaries of ``path`` of one kind whose writing process is gone (a live writer's are
+    its own business)."""
+    prefix = f".{path.name}{kind}"
+    if not path.parent.is_dir():
+        return []
+    out = []
+    with os.scandir(path.parent) as it:
+        for e in it:
+            if e.name.startswith(prefix):
+                pid = e.name[len(prefix) :].split("-", 1)[0]
+                if not (pid.isdigit() and _alive(int(pid))):
+                    out.append(Path(e.path))
+    return sorted(out)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def recover_dir(path: str | os.PathLike[str]) -> Path:
+    """Finish a directory swap of :func:`atomic_dir` that was killed between its two renames.
+
+    When ``path`` is missing but the previous artifact was renamed aside (``.name.old-*``), it
+    is renamed back, so readers always see a complete artifact. Returns ``Path(path)``.
+    """
+    path = Path(path)
+    if not path.exists():
+        old = _strays(path, _OLD)
+        if old:
+            os.replace(max(old, key=lambda p: p.stat().st_mtime), path)
+    return path
+
+
+def _clean_strays(path: Path) -> None:
+    """Remove what killed writes to ``path`` left behind (after restoring an aside artifact)."""
+    recover_dir(path)
+    for p in _strays(path, _TMP) + _strays(path, _OLD):
+        _remove(p)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``.
 
-    The temporary file is removed if ``write`` raises, so a crash leaves either the old file or
-    the new one, never a partial one. The file gets the usual permissions (``0o666`` minus the
-    umask; ``mkstemp`` alone would leave it owner-only).
+    The temporary file is fsynced before the rename and removed if ``write`` raises, so a crash
+    leaves either the old file or the new one, never a partial one; temporaries left by a killed
+    earlier write to ``path`` are removed. The file gets the usual permissions (``0o666`` minus
+    the umask; ``mkstemp`` alone would leave it owner-only).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clean_strays(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP}{os.getpid()}-", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -53,6 +139,75 @@ def atomic_write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
             np.savez(f, **arrays)
 
     atomic_write(path, write)
+
+
+def load_json(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> Any:
+    """Read a JSON file; with ``required``, it must be an object holding those keys.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        The file is not valid UTF-8 JSON (e.g. truncated) or lacks a required key; the message
+        names the file.
+    """
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON (truncated or corrupted?): {e}") from None
+    if required:
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+        missing = [k for k in required if k not in obj]
+        if missing:
+            raise ValueError(f"{path}: incomplete, missing keys {missing}")
+    return obj
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` with :func:`atomic_write`."""
+    import torch
+
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory beside ``path`` and swap it in with one rename when the block ends.
+
+    Yields an empty temporary directory (``.name.tmp-<pid>-<rand>`` next to ``path``). On a
+    normal exit its files are fsynced and it is renamed to ``path``; an existing ``path`` is
+    first renamed aside (``.name.old-*``) and deleted only once the new one is in place. A kill
+    at any instant therefore leaves the old or the new complete artifact (:func:`recover_dir`
+    renames an aside artifact back when the kill fell between the two renames). If the block
+    raises, the temporary directory is removed and ``path`` is untouched. Leftovers of a killed
+    earlier write to ``path`` are removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_strays(path)
+    tmp = _tmp_name(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for p in tmp.rglob("*"):
+            _fsync(p, directory=p.is_dir())
+        _fsync(tmp, directory=True)
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        if path.exists():
+            old = path.with_name(f".{path.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _fsync(path.parent, directory=True)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+            _fsync(path.parent, directory=True)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -8,7 +8,6 @@ step, so a resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dspark.utils.io import atomic_write_json
+from dspark.utils.io import atomic_torch_save, atomic_write_json
 
 __all__ = ["TargetTrainConfig", "build_optimizer", "qwen3_config", "tokenize_docs", "train_target"]
 
@@ -101,12 +100,6 @@ def _batch(tokens: np.ndarray, step: int, cfg: TargetTrainConfig) -> torch.Tenso
     )
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_target(
     out_dir: str | Path,
     cfg: TargetTrainConfig,
@@ -147,7 +140,7 @@ def train_target(
         step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
 
     def save() -> None:
-        _atomic_torch_save(
+        atomic_torch_save(
             {
                 "config": asdict(cfg),
                 "model": model.state_dict(),
