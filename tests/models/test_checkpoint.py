@@ -17,7 +17,11 @@ def test_checkpoint_round_trip(tmp_path, qwen3_target, kind):
     extra = {"markov_rank": 8, "head_type": "gated"} if kind == "dspark" else {}
     d = build_drafter(kind, qwen3_target, num_layers=1, block_size=3, **extra)
     d.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "model.safetensors",
+    ]
     stored = load_file(str(tmp_path / "model.safetensors"))
     assert "embed_tokens.weight" not in stored
     assert "lm_head.weight" not in stored
@@ -86,16 +90,16 @@ def test_checkpoint_rejects_bad_files(tmp_path, qwen3_target):
     tensors["fc.weight"] = tensors["fc.weight"][:, :10].contiguous()
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"fc.weight"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
     del tensors["fc.weight"]
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="missing"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["feature_layers"] = [0, 3]
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="feature_layers"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, qwen3_target, monkeypatch):
@@ -113,7 +117,11 @@ def test_checkpoint_write_is_atomic(tmp_path, qwen3_target, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         d.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_load_target_from_local_directory(tmp_path, qwen3_target):

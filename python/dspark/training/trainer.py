@@ -20,14 +20,17 @@ import torch
 import torch.distributed as dist
 
 from dspark.models import Drafter, block_targets, build_drafter, load_target
+from dspark.models.base import CONFIG_NAME, WEIGHTS_NAME
 from dspark.training.batching import pack, sample_anchors, step_samples, steps_per_epoch
 from dspark.training.config import TrainConfig
 from dspark.training.losses import block_loss, eagle3_loss
-from dspark.utils.io import atomic_dir, atomic_write
+from dspark.utils.checkpoint import checkpoint_dir, newest_good
+from dspark.utils.io import atomic_write, truncate_jsonl
 
 __all__ = ["OnlineSource", "Trainer", "train", "warmup_cosine"]
 
 LATEST = "latest"
+TRAINER_STATE = "trainer.pt"
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
@@ -188,21 +191,21 @@ class Trainer:
                 plain = build_drafter(self.cfg.kind, self.target, **self.cfg.drafter).float()
                 plain.load_state_dict(model_sd)
 
-            with atomic_dir(self.out / name) as d:
+            with checkpoint_dir(self.out / name) as d:
                 plain.save_pretrained(d)
-                torch.save(state, d / "trainer.pt")
+                torch.save(state, d / TRAINER_STATE)
             atomic_write(self.out / LATEST, lambda p: Path(p).write_text(name))
         if self.world > 1:
             dist.barrier()
         return self.out / name
 
     def resume(self) -> bool:
-        """Load the latest checkpoint in ``output_dir`` if there is one (any world size)."""
-        marker = self.out / LATEST
-        if not marker.is_file():
+        """Load the newest good checkpoint in ``output_dir`` if there is one (any world size)."""
+        cands = sorted(self.out.glob("step-*[0-9]"), reverse=True) if self.out.is_dir() else []
+        ckpt = newest_good(cands, (TRAINER_STATE, CONFIG_NAME, WEIGHTS_NAME))
+        if ckpt is None:
             return False
-        ckpt = self.out / marker.read_text().strip()
-        state = torch.load(ckpt / "trainer.pt", weights_only=False)
+        state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
         if state["config"]["kind"] != self.cfg.kind:
             raise ValueError(
                 f"output_dir: checkpoint {ckpt} is a {state['config']['kind']!r} run, the config "
@@ -214,7 +217,7 @@ class Trainer:
             set_optimizer_state_dict,
         )
 
-        loaded = Drafter.from_pretrained(ckpt, self.target).float()
+        loaded = Drafter.from_pretrained(ckpt, self.target, verify=False).float()  # verified
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(self.drafter, loaded.state_dict(), options=opts)
         set_optimizer_state_dict(self.drafter, self.opt, state["optimizer"], options=opts)
@@ -355,16 +358,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        resumed = self.resume()
+        self.resume()
         log_path = self.out / "log.jsonl"
-        if resumed and self.rank == 0 and log_path.exists():
-            # Drop records of steps after the checkpoint: they are about to be redone.
-            keep = [
-                x
-                for x in log_path.read_text().splitlines(True)
-                if x.endswith("\n") and json.loads(x)["step"] <= self.step
-            ]
-            log_path.write_text("".join(keep))
+        if self.rank == 0:
+            truncate_jsonl(log_path, lambda rec: int(rec["step"]) <= self.step)
         log = log_path.open("a") if self.rank == 0 else None
         bar = tqdm(
             total=self.total_steps,

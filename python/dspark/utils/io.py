@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "file_sha256",
     "load_json",
     "recover_dir",
+    "truncate_jsonl",
 ]
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
@@ -164,6 +166,35 @@ def load_json(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> A
         if missing:
             raise ValueError(f"{path}: incomplete, missing keys {missing}")
     return obj
+
+
+def truncate_jsonl(path: str | os.PathLike[str], keep: Callable[[Any], bool]) -> None:
+    """Cut a JSON-lines file after its last complete record for which ``keep(record)`` holds.
+
+    What follows (a torn or invalid tail, records about to be redone) is cut off with one
+    ``truncate``; the file is never rewritten, so a kill here loses nothing that is kept. An
+    invalid line before the cut is left in place with a warning naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    cut, pos, last, bad = 0, 0, 0, []
+    with path.open("rb") as f:
+        for n, line in enumerate(f, 1):
+            pos += len(line)
+            try:
+                good = line.endswith(b"\n") and bool(keep(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                good = False
+            if good:
+                cut, last = pos, n
+            else:
+                bad.append(n)
+    bad = [n for n in bad if n < last]
+    if bad:
+        warnings.warn(f"{path}: invalid lines {bad} kept as they are", RuntimeWarning, stacklevel=2)
+    if cut < pos:
+        os.truncate(path, cut)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:

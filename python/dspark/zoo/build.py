@@ -10,10 +10,10 @@ Layout of the output directory::
     tokenizer/          tokenizer.json (+ config), chat template = concatenated turns
     tokens.npz          train token stream (uint16) and its SHA-256
     prompts/{code,prose}.jsonl   held-out prompts ({"turns": [...]})
-    target/checkpoint.pt, target/model/, target/train_record.json
+    target/checkpoint/, target/model/, target/train_record.json
     data/shard-NNNNN.npz, data/data_record.json
     drafters/{dspark,dflash,eagle3}/run/ (checkpoints), .../model/ (final, bf16)
-    assistant/checkpoint.pt, assistant/model/, assistant/train_record.json
+    assistant/checkpoint/, assistant/model/, assistant/train_record.json
 """
 
 from __future__ import annotations

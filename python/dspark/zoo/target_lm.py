@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dspark.utils.io import atomic_torch_save, atomic_write_json
+from dspark.utils.checkpoint import checkpoint_dir, verify_checkpoint
+from dspark.utils.io import atomic_write_json
 
 __all__ = ["TargetTrainConfig", "build_optimizer", "qwen3_config", "tokenize_docs", "train_target"]
+
+STATE = "state.pt"
 
 
 @dataclass
@@ -115,19 +118,22 @@ def train_target(
     Stops early when ``budget_seconds`` have passed or after ``stop_after`` steps in this call;
     calling again resumes from the checkpoint.
 
-    Writes ``out_dir/checkpoint.pt`` (resume state) while training and, once ``total_steps`` are
-    done, the final model (``save_pretrained``, bfloat16) and ``train_record.json``.
+    Writes ``out_dir/checkpoint/`` (resume state: ``state.pt`` and its checksums) while training
+    and, once ``total_steps`` are done, the final model (``save_pretrained``, bfloat16) and
+    ``train_record.json``.
     """
     from tqdm.auto import tqdm
     from transformers import Qwen3ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_dir = out / "checkpoint"
+    legacy = out / "checkpoint.pt"  # written before checkpoints were checksummed directories
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(qwen3_config(cfg, eos_token_id))
     opt = build_optimizer(model, cfg)
     step, losses, elapsed = 0, [], 0.0
+    ckpt_path = verify_checkpoint(ckpt_dir, (STATE,)) / STATE if ckpt_dir.exists() else legacy
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("config") != asdict(cfg):
@@ -140,17 +146,17 @@ def train_target(
         step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
 
     def save() -> None:
-        atomic_torch_save(
-            {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "optim": opt.state_dict(),
-                "step": step,
-                "losses": losses,
-                "elapsed": elapsed,
-            },
-            ckpt_path,
-        )
+        state = {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "step": step,
+            "losses": losses,
+            "elapsed": elapsed,
+        }
+        with checkpoint_dir(ckpt_dir) as d:
+            torch.save(state, d / STATE)
+        legacy.unlink(missing_ok=True)
 
     t0 = time.monotonic()
     last = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
