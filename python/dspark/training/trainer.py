@@ -88,10 +88,21 @@ class Trainer:
         Already loaded target (default: ``load_target(config.target)``).
     source : sequence of sample dicts, optional
         Overrides the cache/online source (tests).
+    verify_cache : bool
+        Check every shard of ``config.cache`` against its SHA-256 before training (False skips
+        the extra read of the whole cache).
     """
 
-    def __init__(self, config: TrainConfig, target: Any = None, source: Any = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        target: Any = None,
+        source: Any = None,
+        *,
+        verify_cache: bool = True,
+    ) -> None:
         self.cfg = config
+        self.verify_cache = verify_cache
         self.rank, self.world = _dist_info()
         per_step = self.world * config.micro_batch
         if config.global_batch % per_step:
@@ -142,7 +153,7 @@ class Trainer:
         if cfg.cache is not None:
             from dspark.training.feature_cache import TargetCache
 
-            cache = TargetCache(cfg.cache)
+            cache = TargetCache(cfg.cache, verify=self.verify_cache)
             cache.check_compatible(self.target, self.layers)
             return cache
         from transformers import AutoTokenizer

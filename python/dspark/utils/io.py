@@ -25,6 +25,8 @@ __all__ = [
     "file_sha256",
     "load_json",
     "recover_dir",
+    "swap_dir",
+    "tmp_dir_name",
     "truncate_jsonl",
 ]
 
@@ -55,8 +57,8 @@ def _alive(pid: int) -> bool:
 
 
 def _strays(path: Path, kind: str) -> list[Path]:
-    """Temporaries of ``path`` of one kind whose writing process is gone (a live writer's are
-    its own business)."""
+    """Temporaries of ``path`` of one kind not owned by another live process (a live writer's
+    are its own business; this process's are leftovers of an abandoned write)."""
     prefix = f".{path.name}{kind}"
     if not path.parent.is_dir():
         return []
@@ -65,7 +67,8 @@ def _strays(path: Path, kind: str) -> list[Path]:
         for e in it:
             if e.name.startswith(prefix):
                 pid = e.name[len(prefix) :].split("-", 1)[0]
-                if not (pid.isdigit() and _alive(int(pid))):
+                live = pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))
+                if not live:
                     out.append(Path(e.path))
     return sorted(out)
 
@@ -98,7 +101,11 @@ def _clean_strays(path: Path) -> None:
         _remove(p)
 
 
-def _tmp_name(path: Path) -> Path:
+def tmp_dir_name(path: str | os.PathLike[str]) -> Path:
+    """A fresh temporary name beside ``path`` (``.name.tmp-<pid>-<rand>``) that the next write
+    to ``path`` removes if this process dies before swapping it in (see :func:`swap_dir`)."""
+    path = Path(path)
+    _clean_strays(path)
     return path.with_name(f".{path.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
 
 
@@ -218,27 +225,35 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_strays(path)
-    tmp = _tmp_name(path)
+    tmp = tmp_dir_name(path)
     tmp.mkdir()
     try:
         yield tmp
-        for p in tmp.rglob("*"):
-            _fsync(p, directory=p.is_dir())
-        _fsync(tmp, directory=True)
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        if path.exists():
-            old = path.with_name(f".{path.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _fsync(path.parent, directory=True)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
-            _fsync(path.parent, directory=True)
+        swap_dir(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def swap_dir(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Fsync the finished directory ``tmp`` (beside ``path``) and rename it to ``path``.
+
+    An existing ``path`` is first renamed aside (``.name.old-*``) and deleted only once the new
+    one is in place (:func:`recover_dir` undoes a kill between the two renames).
+    """
+    tmp, path = Path(tmp), Path(path)
+    for p in tmp.rglob("*"):
+        _fsync(p, directory=p.is_dir())
+    _fsync(tmp, directory=True)
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}{_OLD}{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _fsync(path.parent, directory=True)
+    if old is not None:
+        _remove(old)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dspark.utils.io import atomic_write_npz
+from dspark.utils.io import atomic_write_npz, load_json
 from dspark.zoo.corpus import build_corpus
 from dspark.zoo.drafters import (
     DataConfig,
@@ -155,7 +155,7 @@ def build_zoo(
     for kind in kinds:
         final = out / "drafters" / kind / "model" / "train_record.json"
         if final.exists():
-            stages[kind] = json.loads(final.read_text())
+            stages[kind] = load_json(final)
             continue
         rec = train_zoo_drafter(
             out / "drafters" / kind,

@@ -101,7 +101,7 @@ def _fill_zoo(src: Path, tmp: Path) -> dict[str, Any]:
     }
     summary = {}
     for name in ("target", "assistant", *DRAFTERS):
-        rec = json.loads((tmp / _record_path(name)).read_text())
+        rec = load_json(tmp / _record_path(name))
         summary[name] = {
             k: rec.get(k)
             for k in ("steps", "tokens_seen", "final_loss", "final_tau_estimate")
@@ -200,7 +200,7 @@ def load_zoo(
         ).eval()
     records = {"manifest": manifest.get("training", {})}
     for name in ("target", "assistant", *drafters):
-        records[name] = json.loads((root / _record_path(name)).read_text())
+        records[name] = load_json(root / _record_path(name))
     return Zoo(
         path=root,
         target=target,
