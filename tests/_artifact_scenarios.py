@@ -182,8 +182,8 @@ def sps_check(d: Path) -> dict:
 
 
 # --- drafter training (Trainer checkpoints + log.jsonl) ----------------------------------------
-def _train(out: Path) -> list[dict]:
-    cfg = TrainConfig(
+def train_config(out: Path) -> TrainConfig:
+    return TrainConfig(
         kind="dspark",
         target="in-memory",
         data="in-memory.jsonl",  # unused: the samples are given as `source`
@@ -200,9 +200,12 @@ def _train(out: Path) -> list[dict]:
         loss_chunk=8,
         progress=False,
     )
+
+
+def _train(out: Path) -> list[dict]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tr = Trainer(cfg, target=target(), source=samples(8, seed=3))
+        tr = Trainer(train_config(out), target=target(), source=samples(8, seed=3))
         tr.run()
     if caught:
         raise AssertionError(f"unexpected warnings: {[str(w.message) for w in caught]}")
