@@ -7,7 +7,6 @@ step, so a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dspark.training.trainer import warmup_cosine
 from dspark.utils.checkpoint import checkpoint_dir, verify_checkpoint
 from dspark.utils.io import atomic_write_json
 
@@ -88,13 +88,6 @@ def build_optimizer(model: torch.nn.Module, cfg: TargetTrainConfig) -> torch.opt
     )
 
 
-def _lr(step: int, cfg: TargetTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.total_steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def _batch(tokens: np.ndarray, step: int, cfg: TargetTrainConfig) -> torch.Tensor:
     rng = np.random.default_rng([cfg.seed, step])
     starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, size=cfg.batch_size)
@@ -166,7 +159,7 @@ def train_target(
         if budget_seconds is not None and time.monotonic() - t0 > budget_seconds:
             break
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = cfg.lr * warmup_cosine(step, cfg.total_steps, cfg.warmup, cfg.min_lr_ratio)
         batch = _batch(tokens, step, cfg)
         loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone(), use_cache=False).loss
         # labels are shifted inside the model: predicting batch[:, 1:] from batch[:, :-1]
