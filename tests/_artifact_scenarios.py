@@ -28,6 +28,7 @@ from dspark.training import CacheWriter, TargetCache, TrainConfig, Trainer
 from dspark.utils.io import atomic_dir, recover_dir
 from dspark.zoo.target_lm import train_target
 from tests._tiny import tiny_qwen3, tiny_zoo_target_config
+from tests.training.test_trainer import _cfg
 
 LAYERS = [0, 1, 2]
 _OPS = ("replace", "rename", "fsync", "unlink", "rmdir", "truncate")
@@ -183,23 +184,8 @@ def sps_check(d: Path) -> dict:
 
 # --- drafter training (Trainer checkpoints + log.jsonl) ----------------------------------------
 def train_config(out: Path) -> TrainConfig:
-    return TrainConfig(
-        kind="dspark",
-        target="in-memory",
-        data="in-memory.jsonl",  # unused: the samples are given as `source`
-        output_dir=str(out),
-        drafter={"num_layers": 1, "markov_rank": 8, "block_size": 4, "feature_layers": LAYERS},
-        global_batch=4,
-        micro_batch=2,
-        lr=3e-3,
-        warmup_ratio=0.25,
-        num_anchors=8,
-        max_steps=5,
-        save_every=2,
-        log_every=1,
-        loss_chunk=8,
-        progress=False,
-    )
+    # The trainer tests' configuration, over in-memory samples (``data`` is then unused).
+    return _cfg("dspark", "in-memory", None, out, data="-", max_steps=5, save_every=2, log_every=1)
 
 
 def _train(out: Path) -> list[dict]:

@@ -26,6 +26,7 @@ import torch
 from dspark.utils.io import (
     atomic_write,
     atomic_write_json,
+    check_file,
     file_sha256,
     load_json,
     recover_dir,
@@ -347,16 +348,7 @@ class TargetCache:
         for si, sh in enumerate(m["shards"]):
             if not isinstance(sh, dict) or {"file", "bytes", "sha256", "num_samples"} - set(sh):
                 raise ValueError(f"path: {mpath}: shard entry {si} is incomplete: {sh!r}")
-            p = self.dir / sh["file"]
-            if not p.is_file():
-                raise FileNotFoundError(f"path: shard {p} is missing")
-            if p.stat().st_size != sh["bytes"]:
-                raise ValueError(
-                    f"path: shard {p} has {p.stat().st_size} bytes, manifest says {sh['bytes']} "
-                    "(truncated or corrupted)"
-                )
-            if verify and file_sha256(p) != sh["sha256"]:
-                raise ValueError(f"path: shard {p} fails its SHA-256 checksum (corrupted)")
+            check_file(self.dir / sh["file"], sh, MANIFEST, checksum=verify)
             ids = sh.get("sample_ids", range(sh["num_samples"]))
             self._index.extend((sid, si, j) for j, sid in enumerate(ids))
         # Sample order is the input order, however many processes wrote the parts.

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from dspark.utils.io import atomic_dir, file_sha256, load_json, recover_dir
+from dspark.utils.io import atomic_dir, check_file, file_sha256, load_json, recover_dir
 
 __all__ = ["CHECKSUMS", "checkpoint_dir", "newest_good", "verify_checkpoint"]
 
@@ -104,14 +104,5 @@ def verify_checkpoint(
         return d
     manifest = load_json(d / CHECKSUMS, required=("files",))
     for rel, meta in manifest["files"].items():
-        p = d / rel
-        if not p.is_file():
-            raise FileNotFoundError(f"path: {p} is listed in {d / CHECKSUMS} but missing")
-        if p.stat().st_size != meta["bytes"]:
-            raise ValueError(
-                f"path: {p} has {p.stat().st_size} bytes, {CHECKSUMS} says {meta['bytes']} "
-                "(truncated or corrupted)"
-            )
-        if file_sha256(p) != meta["sha256"]:
-            raise ValueError(f"path: {p} fails its SHA-256 checksum in {CHECKSUMS} (corrupted)")
+        check_file(d / rel, meta, CHECKSUMS)
     return d

@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_npz",
+    "check_file",
     "file_sha256",
     "load_json",
     "recover_dir",
@@ -254,6 +255,32 @@ def swap_dir(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     _fsync(path.parent, directory=True)
     if old is not None:
         _remove(old)
+
+
+def check_file(
+    path: Path,
+    meta: dict[str, Any],
+    listed_in: str,
+    *,
+    checksum: bool = True,
+    what: str = "path",
+    missing: type[Exception] = FileNotFoundError,
+) -> None:
+    """Check ``path`` against its manifest entry ``meta`` (``bytes`` and ``sha256``).
+
+    Raises ``missing`` when the file is absent and ValueError when its size (or, with
+    ``checksum``, its SHA-256) differs; messages start with ``what`` and name the file and the
+    manifest ``listed_in``.
+    """
+    if not path.is_file():
+        raise missing(f"{what}: {path} is listed in {listed_in} but missing")
+    if path.stat().st_size != meta["bytes"]:
+        raise ValueError(
+            f"{what}: {path} has {path.stat().st_size} bytes, {listed_in} says {meta['bytes']} "
+            "(truncated or corrupted)"
+        )
+    if checksum and file_sha256(path) != meta["sha256"]:
+        raise ValueError(f"{what}: {path} fails its SHA-256 checksum in {listed_in} (corrupted)")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

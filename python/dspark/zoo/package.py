@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dspark.utils.io import atomic_dir, file_sha256, load_json, recover_dir
+from dspark.utils.io import atomic_dir, check_file, file_sha256, load_json, recover_dir
 
 __all__ = ["ZOO_DIR", "Zoo", "export_zoo", "load_zoo", "verify_zoo"]
 
@@ -135,15 +135,7 @@ def verify_zoo(path: str | Path | None = None) -> dict[str, Any]:
         )
     manifest = load_json(root / MANIFEST, required=("files",))
     for rel, meta in manifest["files"].items():
-        p = root / rel
-        if not p.is_file():
-            raise ValueError(f"zoo: {p} is listed in {MANIFEST} but missing")
-        if p.stat().st_size != meta["bytes"]:
-            raise ValueError(
-                f"zoo: {p} has {p.stat().st_size} bytes, {MANIFEST} says {meta['bytes']}"
-            )
-        if file_sha256(p) != meta["sha256"]:
-            raise ValueError(f"zoo: {p} does not match its SHA-256 in {MANIFEST} (corrupt file)")
+        check_file(root / rel, meta, MANIFEST, what="zoo", missing=ValueError)
     extra = [
         p.relative_to(root).as_posix()
         for p in root.rglob("*.safetensors")
