@@ -291,7 +291,9 @@ def run_scenario(name: str, root: Path) -> list[dict]:
     first = run_case(name, root / f"{name}-k0", 0, ref)
     n = int((root / f"{name}-k0.ops").read_text())
     limit = SCENARIOS[name][3]
-    ks = {n}  # the last operation (after the swap, where there is one)
+    # Always: after the first training step (before any checkpoint) or early in a save, and the
+    # last operation (after the swap, where there is one).
+    ks = {2, n}
     for seed in (0, 1, 2):
         ks |= set(random.Random(seed).sample(range(1, n + 1), min(n, -(-limit // 3))))
     return [first] + [run_case(name, root / f"{name}-k{k}", k, ref) for k in sorted(ks)]

@@ -137,3 +137,20 @@ def test_load_target_from_local_directory(tmp_path, qwen3_target):
     assert isinstance(load_drafter(tmp_path / "drafter", target), type(drafter))
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         load_target(tmp_path / "nothing")
+
+
+def test_checkpoint_overwrite_keeps_other_files_outside_the_checksums(tmp_path, qwen3_target):
+    """Files that are not part of the checkpoint survive a re-save (hard-linked into the new
+    directory) and are not checksummed, so rewriting them later does not fail the load."""
+    d = build_drafter("dflash", qwen3_target, num_layers=1)
+    d.save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "train_record.json").write_text("{}")
+    (tmp_path / "c" / "notes").mkdir()
+    (tmp_path / "c" / "notes" / "a.txt").write_text("kept")
+    d.save_pretrained(tmp_path / "c")
+    assert (tmp_path / "c" / "notes" / "a.txt").read_text() == "kept"
+    (tmp_path / "c" / "train_record.json").write_text('{"steps": 3}')
+    assert Drafter.from_pretrained(tmp_path / "c", qwen3_target).config == d.config
+    listed = json.loads((tmp_path / "c" / "checksums.json").read_text())["files"]
+    assert sorted(listed) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]

@@ -113,13 +113,13 @@ class Drafter(nn.Module):
         """Write ``model.safetensors``, ``config.json`` and ``checksums.json`` as one directory.
 
         The directory is built beside ``path`` and swapped in with one rename
-        (:func:`dspark.utils.checkpoint.checkpoint_dir`): an existing checkpoint at ``path`` is
-        replaced whole, and a kill at any point leaves the old or the new one loadable.
+        (:func:`dspark.utils.checkpoint.checkpoint_dir`), so a kill at any point leaves the old
+        or the new checkpoint loadable; other files already in ``path`` are kept.
 
         Parameters
         ----------
         path : path-like
-            Directory (replaced; its parent is created if missing).
+            Directory (created if missing).
         include_shared : bool
             Also store the frozen embedding and LM head (for runtimes that want a standalone
             file); by default they are taken from the target when loading.
@@ -131,7 +131,7 @@ class Drafter(nn.Module):
             # Clones: tied targets (one tensor for both) must still give two safetensors entries.
             tensors["embed_tokens.weight"] = self._shared[0].weight.detach().clone()
             tensors["lm_head.weight"] = self._shared[1].weight.detach().clone()
-        with checkpoint_dir(path) as out:
+        with checkpoint_dir(path, keep_others=True) as out:
             save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
             (out / CONFIG_NAME).write_text(self.config.to_json())
 

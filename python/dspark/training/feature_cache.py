@@ -283,7 +283,8 @@ class CacheWriter:
 
 
 def merge_parts(path: str | os.PathLike[str], parts: list[str]) -> dict[str, Any]:
-    """Combine the part manifests written by several :class:`CacheWriter` into ``manifest.json``.
+    """Combine the part manifests written by several :class:`CacheWriter` into ``manifest.json``
+    and swap the finished cache in at ``path`` (an old cache there stays intact until then).
 
     Raises ValueError when the parts disagree on the target, layers or dtypes.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +25,14 @@ _open_units: set[Path] = set()
 
 
 @contextlib.contextmanager
-def checkpoint_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def checkpoint_dir(path: str | os.PathLike[str], *, keep_others: bool = False) -> Iterator[Path]:
     """Yield a temporary directory; on exit write ``checksums.json`` and swap it in atomically.
 
-    Writing a checkpoint into the directory of an open unit (e.g. a drafter saved inside a
-    trainer checkpoint) adds its files to that unit instead of starting a second swap.
+    With ``keep_others``, entries of an existing ``path`` that the block did not write are
+    carried over (hard links, not checksummed) instead of being dropped with the old directory,
+    like writing the files into ``path`` would keep them. Writing a checkpoint into the
+    directory of an open unit (e.g. a drafter saved inside a trainer checkpoint) adds its files
+    to that unit instead of starting a second swap.
     """
     path = Path(path)
     if path.resolve() in _open_units:
@@ -47,6 +51,17 @@ def checkpoint_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             if p.is_file() and p.relative_to(tmp).as_posix() != CHECKSUMS
         }
         (tmp / CHECKSUMS).write_text(json.dumps({"format": 1, "files": files}, indent=1) + "\n")
+        if keep_others and path.is_dir():
+            for old in path.iterdir():
+                new = tmp / old.name
+                if new.exists() or new.is_symlink():
+                    continue
+                if old.is_dir() and not old.is_symlink():
+                    shutil.copytree(old, new, symlinks=True, copy_function=os.link)
+                elif old.is_symlink():
+                    os.symlink(os.readlink(old), new)
+                else:
+                    os.link(old, new)
 
 
 def newest_good(candidates: list[Path], required: tuple[str, ...] = ()) -> Path | None:
