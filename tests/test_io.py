@@ -117,3 +117,13 @@ def test_load_json_names_the_file(tmp_path):
     p.write_text('{"a": 1}')
     with pytest.raises(ValueError, match=r"m\.json: incomplete, missing keys \['b'\]"):
         load_json(p, required=("a", "b"))
+
+
+def test_atomic_torch_save_round_trip(tmp_path):
+    import torch
+
+    from dspark.utils.io import atomic_torch_save
+
+    atomic_torch_save({"w": torch.arange(3)}, tmp_path / "s.pt")
+    assert torch.equal(torch.load(tmp_path / "s.pt")["w"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]
