@@ -25,6 +25,7 @@ import torch
 from dspark.models import Drafter, build_drafter
 from dspark.scheduler import SpsTable
 from dspark.training import CacheWriter, TargetCache, TrainConfig, Trainer
+from dspark.training.feature_cache import merge_parts
 from dspark.utils.io import atomic_dir, recover_dir
 from dspark.zoo.target_lm import train_target
 from tests._tiny import tiny_qwen3, tiny_zoo_target_config
@@ -164,6 +165,31 @@ def cache_check(d: Path) -> dict:
     return {"ok": ok and os.listdir(d) == ["cache"], "state": {3: "old", 5: "new"}.get(n)}
 
 
+def parts_write(d: Path, k: int) -> list[int]:
+    """Two part writers (as two processes would) and the merge, over an existing cache."""
+    t = target()
+    _write_cache(d / "cache", t, 3, seed=0)
+    count = arm(k)
+    new = samples(5, seed=1)
+    for r in (0, 1):
+        w = CacheWriter(
+            d / "cache",
+            t,
+            LAYERS,
+            feature_dtype="float32",
+            last_dtype="float32",
+            overwrite=True,
+            shard_tokens=16,
+            part=f"r{r:05d}-",
+        )
+        for i in range(r, 5, 2):
+            s = new[i]
+            w.add(s["input_ids"], s["loss_mask"], s["features"], s["last_hidden"], sample_id=i)
+        w.close()
+    merge_parts(d / "cache", ["r00000-", "r00001-"])
+    return count
+
+
 # --- SpsTable.save ----------------------------------------------------------------------------
 _TABLES = {"old": ([1, 2, 4], [100.0, 90.0, 70.0]), "new": ([1, 8, 16, 64], [99.0, 60, 40, 9])}
 
@@ -238,6 +264,7 @@ SCENARIOS = {  # name: (write, check, reference builder or None, max kill points
     "atomic_dir": (dir_write, dir_check, None, 48),
     "drafter": (drafter_write, drafter_check, None, 48),
     "feature_cache": (cache_write, cache_check, None, 8),
+    "cache_parts": (parts_write, cache_check, None, 8),
     "sps_table": (sps_write, sps_check, None, 6),
     "trainer": (train_write, train_check, _train, 6),
     "zoo_target": (zoo_write, zoo_check, _zoo, 5),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,8 @@ class CacheWriter:
             raise FileExistsError(f"path: {self.dest} already holds a cache (pass overwrite=True)")
         # Built beside the destination (the old cache stays intact until close() swaps it out).
         self.dir = _staging(self.dest) if part else tmp_dir_name(self.dest)
+        if not part:  # a single writer: what a killed multi-process build left is stale
+            shutil.rmtree(_staging(self.dest), ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.part = part
         d = int(target.config.get_text_config().hidden_size)
