@@ -57,6 +57,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _owned_elsewhere(pid: str) -> bool:
+    return pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))
+
+
+# Directories whose stray temporary files this process has already removed (see atomic_write).
+_swept: set[Path] = set()
+
+
+def _sweep_files(directory: Path) -> None:
+    """Remove the temporary files (``.name.tmp-<pid>-*``) of dead writers in ``directory``."""
+    with os.scandir(directory) as it:
+        for e in it:
+            i = e.name.rfind(_TMP)
+            pid = e.name[i + len(_TMP) :].split("-", 1)[0]
+            stray = e.name.startswith(".") and i > 0 and e.is_file(follow_symlinks=False)
+            if stray and not _owned_elsewhere(pid):
+                os.unlink(e.path)
+
+
 def _strays(path: Path, kind: str) -> list[Path]:
     """Temporaries of ``path`` of one kind not owned by another live process (a live writer's
     are its own business; this process's are leftovers of an abandoned write)."""
@@ -66,11 +85,9 @@ def _strays(path: Path, kind: str) -> list[Path]:
     out = []
     with os.scandir(path.parent) as it:
         for e in it:
-            if e.name.startswith(prefix):
-                pid = e.name[len(prefix) :].split("-", 1)[0]
-                live = pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))
-                if not live:
-                    out.append(Path(e.path))
+            pid = e.name[len(prefix) :].split("-", 1)[0]
+            if e.name.startswith(prefix) and not _owned_elsewhere(pid):
+                out.append(Path(e.path))
     return sorted(out)
 
 
@@ -114,12 +131,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``.
 
     The temporary file is fsynced before the rename and removed if ``write`` raises, so a crash
-    leaves either the old file or the new one, never a partial one; temporaries left by a killed
-    earlier write to ``path`` are removed. The file gets the usual permissions (``0o666`` minus
+    leaves either the old file or the new one, never a partial one. Temporary files that killed
+    writers left in ``path``'s directory are removed by this process's first write there (one
+    directory scan per process, not per file). The file gets the usual permissions (``0o666`` minus
     the umask; ``mkstemp`` alone would leave it owner-only).
     """
     path = Path(path)
-    _clean_strays(path)
+    if path.parent.resolve() not in _swept:
+        _sweep_files(path.parent)
+        _swept.add(path.parent.resolve())
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP}{os.getpid()}-", dir=path.parent)
     os.close(fd)
     try:
