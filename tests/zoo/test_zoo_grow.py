@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests._tiny import tiny_qwen3
 
 from dspark.zoo.grow import grow_layers, seed_grown_checkpoint
 from dspark.zoo.target_lm import TargetTrainConfig, train_target
-from tests._tiny import tiny_qwen3
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3])
@@ -55,6 +55,6 @@ def test_grown_checkpoint_resumes_as_step_zero(tmp_path):
         seed_grown_checkpoint(tmp_path / "small" / "model", tmp_path / "deep", deep)
     rec = train_target(tmp_path / "deep", deep, tokens, progress=False)
     assert rec["done"] and rec["steps"] == 1
+    bad = TargetTrainConfig(**{**small.__dict__, "num_layers": 3})
     with pytest.raises(ValueError, match="num_layers"):
-        bad = TargetTrainConfig(**{**small.__dict__, "num_layers": 3})
         seed_grown_checkpoint(tmp_path / "small" / "model", tmp_path / "bad", bad)
