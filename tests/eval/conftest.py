@@ -47,12 +47,3 @@ def prompt_file(tmp_path):
     return write_prompts(
         tmp_path / "bench.jsonl", [[5, 9, 17, 33], [200, 3], [7, 7, 7, 7, 7, 8], [42]]
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

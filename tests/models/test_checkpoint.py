@@ -17,7 +17,11 @@ def test_checkpoint_round_trip(tmp_path, qwen3_target, kind):
     extra = {"markov_rank": 8, "head_type": "gated"} if kind == "dspark" else {}
     d = build_drafter(kind, qwen3_target, num_layers=1, block_size=3, **extra)
     d.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "model.safetensors",
+    ]
     stored = load_file(str(tmp_path / "model.safetensors"))
     assert "embed_tokens.weight" not in stored
     assert "lm_head.weight" not in stored
@@ -86,16 +90,16 @@ def test_checkpoint_rejects_bad_files(tmp_path, qwen3_target):
     tensors["fc.weight"] = tensors["fc.weight"][:, :10].contiguous()
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"fc.weight"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
     del tensors["fc.weight"]
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="missing"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["feature_layers"] = [0, 3]
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="feature_layers"):
-        Drafter.from_pretrained(tmp_path, qwen3_target)
+        Drafter.from_pretrained(tmp_path, qwen3_target, verify=False)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, qwen3_target, monkeypatch):
@@ -113,7 +117,11 @@ def test_checkpoint_write_is_atomic(tmp_path, qwen3_target, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         d.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checksums.json",
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_load_target_from_local_directory(tmp_path, qwen3_target):
@@ -129,3 +137,20 @@ def test_load_target_from_local_directory(tmp_path, qwen3_target):
     assert isinstance(load_drafter(tmp_path / "drafter", target), type(drafter))
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         load_target(tmp_path / "nothing")
+
+
+def test_checkpoint_overwrite_keeps_other_files_outside_the_checksums(tmp_path, qwen3_target):
+    """Files that are not part of the checkpoint survive a re-save (hard-linked into the new
+    directory) and are not checksummed, so rewriting them later does not fail the load."""
+    d = build_drafter("dflash", qwen3_target, num_layers=1)
+    d.save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "train_record.json").write_text("{}")
+    (tmp_path / "c" / "notes").mkdir()
+    (tmp_path / "c" / "notes" / "a.txt").write_text("kept")
+    d.save_pretrained(tmp_path / "c")
+    assert (tmp_path / "c" / "notes" / "a.txt").read_text() == "kept"
+    (tmp_path / "c" / "train_record.json").write_text('{"steps": 3}')
+    assert Drafter.from_pretrained(tmp_path / "c", qwen3_target).config == d.config
+    listed = json.loads((tmp_path / "c" / "checksums.json").read_text())["files"]
+    assert sorted(listed) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]

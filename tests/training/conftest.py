@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from tests._tiny import tiny_qwen3
 
@@ -65,11 +64,3 @@ def data_file(tmp_path_factory):
     p = tmp_path_factory.mktemp("data") / "train.jsonl"
     p.write_text("".join(json.dumps({"conversations": c}) + "\n" for c in CONVERSATIONS))
     return p
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -30,8 +30,8 @@ def test_zoo_target_build_resume_is_exact(tmp_path):
     assert part["steps"] == 3 and not part["done"]
     resumed = train_target(tmp_path / "b", TINY, stream, progress=False)
     assert resumed["done"] and resumed["final_loss"] == full["final_loss"]
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "checkpoint" / "state.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint" / "state.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     rec = json.loads((tmp_path / "a" / "train_record.json").read_text())
     assert rec["steps"] == TINY.total_steps and len(rec["loss_curve"]) >= 1

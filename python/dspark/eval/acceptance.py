@@ -19,6 +19,7 @@ __all__ = [
     "RoundRecord",
     "acceptance_summary",
     "conditional_acceptance",
+    "conditional_rates",
     "cumulative_survival",
     "records_from_rounds",
     "threshold_sweep",
@@ -107,6 +108,16 @@ def conditional_acceptance(records: Sequence[RoundRecord], max_position: int) ->
     fraction that also accepted draft k (NaN when no round qualifies).
     """
     n, a, _ = _arrays(records)
+    return conditional_rates(n, a, max_position)
+
+
+def conditional_rates(
+    limit: Sequence[int] | np.ndarray, accepted: Sequence[int] | np.ndarray, max_position: int
+) -> list[float]:
+    """The statistic of :func:`conditional_acceptance` from per-round arrays: entry k-1 is the
+    fraction of rounds with ``limit >= k`` and ``accepted >= k - 1`` that have ``accepted >= k``
+    (``limit`` is what could be accepted: proposed drafts, or a tree's depth)."""
+    n, a = np.asarray(limit, dtype=np.int64), np.asarray(accepted, dtype=np.int64)
     out = []
     for k in range(1, max_position + 1):
         elig = (n >= k) & (a >= k - 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dspark.eval.acceptance import RoundRecord, acceptance_summary, threshold_sweep
-from dspark.eval.result_cache import _atomic_write_json
+from dspark.utils.io import atomic_write, atomic_write_json, load_json
 
 __all__ = ["EvalReport", "MethodResult", "summarise_method"]
 
@@ -304,14 +303,12 @@ class EvalReport:
             except ImportError as e:
                 self.notes.append(f"plots skipped: {e}")
         md = root / "report.md"
-        tmp = root / ".report.md.tmp"
-        tmp.write_text(self.to_markdown(), encoding="utf-8")
-        os.replace(tmp, md)
-        _atomic_write_json(root / "report.json", self.to_json())
+        text = self.to_markdown()
+        atomic_write(md, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write_json(root / "report.json", self.to_json(), indent=None)
         return [md, root / "report.json", *paths]
 
 
 def load_report_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a saved ``report.json`` (a plain dict)."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Read a saved ``report.json`` (a plain dict; ValueError naming the file if unreadable)."""
+    return load_json(path)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from dspark.utils.io import atomic_write_json
 
 __all__ = ["ResultCache", "fingerprint"]
 
@@ -23,21 +24,6 @@ def fingerprint(settings: dict[str, Any]) -> str:
     """Stable short hash of JSON-serialisable settings."""
     blob = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ResultCache:
@@ -89,7 +75,9 @@ class ResultCache:
         if self.root is None:
             return
         entry = {"schema": SCHEMA, "prompt": digest, "settings": settings_fp, "payload": payload}
-        _atomic_write_json(self._path(benchmark, method, index), entry)
+        path = self._path(benchmark, method, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, entry, indent=None)
 
 
 def _safe(name: str) -> str:

@@ -88,16 +88,11 @@ class GenerationOutput:
         Among request-rounds that could accept at least k drafts (chain length or tree depth) and
         accepted the first k-1, the fraction that accepted draft k (NaN when none qualifies).
         """
-        out = []
-        for k in range(1, max_position + 1):
-            num = den = 0
-            for r in self.rounds:
-                for p, a in zip(r.depth, r.accepted, strict=True):
-                    if p >= k and a >= k - 1:
-                        den += 1
-                        num += a >= k
-            out.append(num / den if den else float("nan"))
-        return out
+        from dspark.eval.acceptance import conditional_rates  # eval imports generation
+
+        depth = [p for r in self.rounds for p in r.depth]
+        accepted = [a for r in self.rounds for a in r.accepted]
+        return conditional_rates(depth, accepted, max_position)
 
 
 def assemble_output(

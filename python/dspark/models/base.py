@@ -7,9 +7,7 @@ checkpoints do not duplicate them unless asked (``include_shared=True``).
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -17,7 +15,8 @@ from torch import nn
 
 from dspark.models.config import DrafterConfig
 from dspark.models.layers import init_weights, shared_target_parts
-from dspark.utils.io import atomic_write
+from dspark.utils.checkpoint import checkpoint_dir, verify_checkpoint
+from dspark.utils.io import load_json
 
 __all__ = ["Drafter", "Proposal"]
 
@@ -126,7 +125,11 @@ class Drafter(nn.Module):
     def save_pretrained(
         self, path: str | os.PathLike[str], *, include_shared: bool = False
     ) -> None:
-        """Write ``model.safetensors`` and ``config.json`` into ``path`` (each atomically).
+        """Write ``model.safetensors``, ``config.json`` and ``checksums.json`` as one directory.
+
+        The directory is built beside ``path`` and swapped in with one rename
+        (:func:`dspark.utils.checkpoint.checkpoint_dir`), so a kill at any point leaves the old
+        or the new checkpoint loadable; other files already in ``path`` are kept.
 
         Parameters
         ----------
@@ -138,40 +141,43 @@ class Drafter(nn.Module):
         """
         from safetensors.torch import save_file  # optional dependency: imported on use
 
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         if include_shared:
             # Clones: tied targets (one tensor for both) must still give two safetensors entries.
             tensors["embed_tokens.weight"] = self._shared[0].weight.detach().clone()
             tensors["lm_head.weight"] = self._shared[1].weight.detach().clone()
-        # Weights first, config last: a directory with a config always has matching weights.
-        atomic_write(out / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-        atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(self.config.to_json()))
+        with checkpoint_dir(path, keep_others=True) as out:
+            save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+            (out / CONFIG_NAME).write_text(self.config.to_json())
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], target: Any, **kwargs: Any) -> Drafter:
+    def from_pretrained(
+        cls, path: str | os.PathLike[str], target: Any, *, verify: bool = True, **kwargs: Any
+    ) -> Drafter:
         """Load a drafter saved by :meth:`save_pretrained` and bind it to ``target``.
+
+        ``verify`` checks every file against ``checksums.json`` first (when the checkpoint has
+        one; pass False to skip the read for speed).
 
         Raises
         ------
         FileNotFoundError
             ``path`` lacks ``config.json`` or ``model.safetensors``.
         ValueError
+            A file fails its checksum (corrupted; the message names it) or ``config.json`` is
+            not valid JSON.
             The checkpoint was built for another target (vocabulary, hidden size, layer count,
             feature layers), is of another drafter kind than ``cls``, or its tensors do not match
             the configuration.
         """
         from safetensors.torch import load_file  # optional dependency: imported on use
 
-        src = Path(path)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (src / name).is_file():
-                raise FileNotFoundError(
-                    f"path: {src} has no {name} (not a dspark drafter checkpoint)"
-                )
-        config = DrafterConfig.from_dict(json.loads((src / CONFIG_NAME).read_text()))
-        klass = Drafter.registry[config.kind]
+        src = verify_checkpoint(path, (CONFIG_NAME, WEIGHTS_NAME), verify=verify)
+        try:
+            config = DrafterConfig.from_dict(load_json(src / CONFIG_NAME, required=("kind",)))
+            klass = Drafter.registry[config.kind]
+        except (TypeError, KeyError) as e:
+            raise ValueError(f"path: {src / CONFIG_NAME} is incomplete or invalid ({e})") from None
         if cls is not Drafter and klass is not cls:
             raise ValueError(f"path: checkpoint holds a {config.kind!r} drafter, not {cls.kind!r}")
         config.check_target(target.config, what=f"checkpoint {src}")

@@ -8,19 +8,17 @@ times any callable to build one. Re-exported by :mod:`dspark.scheduler`.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from dspark import _C
+from dspark.utils.io import atomic_write_json, load_json
 
 __all__ = ["LoadMonitor", "SpsTable", "profile_sps"]
 
@@ -165,25 +163,17 @@ class SpsTable:
         return cls(d["tokens"], d["steps_per_second"], d.get("interpolation", "linear"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write JSON atomically (temporary file in the same directory, then rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write JSON atomically (:func:`dspark.utils.io.atomic_write_json`)."""
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SpsTable:
         """Read a table written by :meth:`save` (validated)."""
+        d = load_json(path)
         try:
-            d = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"path: {path} is not valid JSON ({e})") from None
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"path: {path}: {e}") from None
 
     def __repr__(self) -> str:
         return (

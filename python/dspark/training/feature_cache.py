@@ -7,23 +7,33 @@ final (post-norm) hidden state **only at the rows the losses read**: row t is ne
 same rows). The target distribution is recomputed in chunks from these rows through the frozen
 LM head; no logits are stored.
 
-Layout: ``manifest.json`` (written last) and ``shard-NNNNN.safetensors`` files, each written to
-a temporary name and renamed. The manifest records the target identity, feature layers, dtypes,
-shapes, per-shard sample counts, byte sizes and SHA-256 checksums.
+Layout: ``manifest.json`` (written last) and ``shard-NNNNN.safetensors`` files. The whole cache
+is built in a directory beside the destination and swapped in with one rename when complete, so
+an overwrite killed midway keeps the old cache. The manifest records the target identity,
+feature layers, dtypes, shapes, per-shard sample counts, byte sizes and SHA-256 checksums.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dspark.utils.io import atomic_write, file_sha256
+from dspark.utils.io import (
+    atomic_write,
+    atomic_write_json,
+    check_file,
+    file_sha256,
+    load_json,
+    recover_dir,
+    swap_dir,
+    tmp_dir_name,
+)
 
 __all__ = [
     "CACHE_VERSION",
@@ -142,7 +152,8 @@ class CacheWriter:
         Extra provenance (data files, chat template, system prompt, max_length).
     part : str
         Writer id when several processes fill one directory (see :func:`merge_parts`): shard
-        names get this prefix and :meth:`close` writes ``manifest.<part>.json``.
+        names get this prefix and :meth:`close` writes ``manifest.<part>.json`` into the shared
+        staging directory ``.<name>.parts`` beside ``path``.
     """
 
     def __init__(
@@ -161,12 +172,14 @@ class CacheWriter:
         for name, v in (("feature_dtype", feature_dtype), ("last_dtype", last_dtype)):
             if v not in STORAGE_DTYPES:
                 raise ValueError(f"{name}: expected one of {sorted(STORAGE_DTYPES)}, got {v!r}")
-        self.dir = Path(path)
+        self.dest = recover_dir(path)
+        if (self.dest / MANIFEST).exists() and not overwrite:
+            raise FileExistsError(f"path: {self.dest} already holds a cache (pass overwrite=True)")
+        # Built beside the destination (the old cache stays intact until close() swaps it out).
+        self.dir = _staging(self.dest) if part else tmp_dir_name(self.dest)
+        if not part:  # a single writer: what a killed multi-process build left is stale
+            shutil.rmtree(_staging(self.dest), ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if (self.dir / MANIFEST).exists() and not overwrite:
-            raise FileExistsError(f"path: {self.dir} already holds a cache (pass overwrite=True)")
-        if (self.dir / MANIFEST).exists() and not part:
-            (self.dir / MANIFEST).unlink()  # invalidate first: never a manifest over new shards
         self.part = part
         d = int(target.config.get_text_config().hidden_size)
         self.layers, self.hidden = list(feature_layers), d
@@ -199,15 +212,7 @@ class CacheWriter:
 
         ``sample_id`` (default: running count) orders samples when parts are merged."""
         s, f = input_ids.shape[0], len(self.layers) * self.hidden
-        if (
-            loss_mask.shape != (s,)
-            or features.shape != (s, f)
-            or last_hidden.shape
-            != (
-                s,
-                self.hidden,
-            )
-        ):
+        if (loss_mask.shape, features.shape, last_hidden.shape) != ((s,), (s, f), (s, self.hidden)):
             raise ValueError(
                 f"add: expected shapes ({s},), ({s}, {f}), ({s}, {self.hidden}); got "
                 f"{tuple(loss_mask.shape)}, {tuple(features.shape)}, {tuple(last_hidden.shape)}"
@@ -268,24 +273,29 @@ class CacheWriter:
         self._buf, self._buf_tokens = [], 0
 
     def close(self) -> dict[str, Any]:
-        """Flush the last shard and write the manifest (atomically); returns the manifest."""
+        """Flush the last shard, write the manifest and (single writer) swap the cache in."""
         self._flush()
         m = self.manifest
         total = sum(s["bytes"] for s in m["shards"])
         m["bytes_per_token"] = total / max(1, m["num_tokens"])
         name = f"manifest.{self.part}json" if self.part else MANIFEST
-        atomic_write(self.dir / name, lambda p: Path(p).write_text(json.dumps(m, indent=2)))
+        atomic_write_json(self.dir / name, m, indent=2)
+        if not self.part:
+            swap_dir(self.dir, self.dest)
         return m
 
 
 def merge_parts(path: str | os.PathLike[str], parts: list[str]) -> dict[str, Any]:
-    """Combine the part manifests written by several :class:`CacheWriter` into ``manifest.json``.
+    """Combine the part manifests written by several :class:`CacheWriter` into ``manifest.json``
+    and swap the finished cache in at ``path`` (an old cache there stays intact until then).
 
     Raises ValueError when the parts disagree on the target, layers or dtypes.
     """
-    d = Path(path)
-    ms = [json.loads((d / f"manifest.{p}json").read_text()) for p in parts]
+    dest = Path(path)
+    d = _staging(dest)
     keys = ("version", "target", "feature_layers", "hidden_size", "feature_dtype", "last_dtype")
+    need = (*keys, "shards", "num_samples", "num_tokens", "num_last_rows")
+    ms = [load_json(d / f"manifest.{p}json", required=need) for p in parts]
     for m in ms[1:]:
         bad = [k for k in keys if m[k] != ms[0][k]]
         if bad:
@@ -295,10 +305,19 @@ def merge_parts(path: str | os.PathLike[str], parts: list[str]) -> dict[str, Any
     for k in ("num_samples", "num_tokens", "num_last_rows"):
         out[k] = sum(m[k] for m in ms)
     out["bytes_per_token"] = sum(s["bytes"] for s in out["shards"]) / max(1, out["num_tokens"])
-    atomic_write(d / MANIFEST, lambda p: Path(p).write_text(json.dumps(out, indent=2)))
-    for p in parts:
-        (d / f"manifest.{p}json").unlink()
+    atomic_write_json(d / MANIFEST, out, indent=2)
+    # Part manifests and shards of an earlier, killed run are not part of this cache.
+    used = {MANIFEST, *(sh["file"] for sh in out["shards"])}
+    for f in d.iterdir():
+        if f.name not in used:
+            f.unlink()
+    swap_dir(d, dest)
     return out
+
+
+def _staging(dest: Path) -> Path:
+    """Where the writers of a multi-process cache build it (one name all processes agree on)."""
+    return dest.with_name(f".{dest.name}.parts")
 
 
 class TargetCache:
@@ -320,30 +339,20 @@ class TargetCache:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, verify: bool = False) -> None:
-        self.dir = Path(path)
+        self.dir = recover_dir(path)
         mpath = self.dir / MANIFEST
         if not mpath.is_file():
             raise FileNotFoundError(f"path: {self.dir} has no {MANIFEST} (missing or unfinished)")
-        try:
-            m = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"path: {mpath} is not valid JSON ({e.msg})") from None
+        m = load_json(mpath, required=("version", "feature_layers", "hidden_size", "shards"))
         if m.get("version") != CACHE_VERSION:
             raise ValueError(f"path: cache version {m.get('version')}, expected {CACHE_VERSION}")
         self.manifest = m
         self.layers, self.hidden = m["feature_layers"], m["hidden_size"]
         self._index: list[Any] = []
         for si, sh in enumerate(m["shards"]):
-            p = self.dir / sh["file"]
-            if not p.is_file():
-                raise FileNotFoundError(f"path: shard {p} is missing")
-            if p.stat().st_size != sh["bytes"]:
-                raise ValueError(
-                    f"path: shard {p} has {p.stat().st_size} bytes, manifest says {sh['bytes']} "
-                    "(truncated or corrupted)"
-                )
-            if verify and file_sha256(p) != sh["sha256"]:
-                raise ValueError(f"path: shard {p} fails its SHA-256 checksum (corrupted)")
+            if not isinstance(sh, dict) or {"file", "bytes", "sha256", "num_samples"} - set(sh):
+                raise ValueError(f"path: {mpath}: shard entry {si} is incomplete: {sh!r}")
+            check_file(self.dir / sh["file"], sh, MANIFEST, checksum=verify)
             ids = sh.get("sample_ids", range(sh["num_samples"]))
             self._index.extend((sid, si, j) for j, sid in enumerate(ids))
         # Sample order is the input order, however many processes wrote the parts.

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,17 @@ import torch
 import torch.distributed as dist
 
 from dspark.models import Drafter, block_targets, build_drafter, load_target
+from dspark.models.base import CONFIG_NAME, WEIGHTS_NAME
 from dspark.training.batching import pack, sample_anchors, step_samples, steps_per_epoch
 from dspark.training.config import TrainConfig
 from dspark.training.losses import block_loss, eagle3_loss
+from dspark.utils.checkpoint import checkpoint_dir, newest_good
+from dspark.utils.io import atomic_write, truncate_jsonl
 
 __all__ = ["OnlineSource", "Trainer", "train", "warmup_cosine"]
 
 LATEST = "latest"
+TRAINER_STATE = "trainer.pt"
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
@@ -75,17 +78,6 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _atomic_dir(final: Path, fill: Any) -> None:
-    tmp = final.with_name(f".{final.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
 class Trainer:
     """One training run (see :class:`TrainConfig`); call :meth:`run`.
 
@@ -96,10 +88,21 @@ class Trainer:
         Already loaded target (default: ``load_target(config.target)``).
     source : sequence of sample dicts, optional
         Overrides the cache/online source (tests).
+    verify_cache : bool
+        Check every shard of ``config.cache`` against its SHA-256 before training (False skips
+        the extra read of the whole cache).
     """
 
-    def __init__(self, config: TrainConfig, target: Any = None, source: Any = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        target: Any = None,
+        source: Any = None,
+        *,
+        verify_cache: bool = True,
+    ) -> None:
         self.cfg = config
+        self.verify_cache = verify_cache
         self.rank, self.world = _dist_info()
         per_step = self.world * config.micro_batch
         if config.global_batch % per_step:
@@ -150,7 +153,7 @@ class Trainer:
         if cfg.cache is not None:
             from dspark.training.feature_cache import TargetCache
 
-            cache = TargetCache(cfg.cache)
+            cache = TargetCache(cfg.cache, verify=self.verify_cache)
             cache.check_compatible(self.target, self.layers)
             return cache
         from transformers import AutoTokenizer
@@ -199,25 +202,21 @@ class Trainer:
                 plain = build_drafter(self.cfg.kind, self.target, **self.cfg.drafter).float()
                 plain.load_state_dict(model_sd)
 
-            def fill(d: Path) -> None:
+            with checkpoint_dir(self.out / name) as d:
                 plain.save_pretrained(d)
-                torch.save(state, d / "trainer.pt")
-
-            _atomic_dir(self.out / name, fill)
-            tmp = self.out / f".{LATEST}.tmp"
-            tmp.write_text(name)
-            os.replace(tmp, self.out / LATEST)
+                torch.save(state, d / TRAINER_STATE)
+            atomic_write(self.out / LATEST, lambda p: Path(p).write_text(name))
         if self.world > 1:
             dist.barrier()
         return self.out / name
 
     def resume(self) -> bool:
-        """Load the latest checkpoint in ``output_dir`` if there is one (any world size)."""
-        marker = self.out / LATEST
-        if not marker.is_file():
+        """Load the newest good checkpoint in ``output_dir`` if there is one (any world size)."""
+        cands = sorted(self.out.glob("step-*[0-9]"), reverse=True) if self.out.is_dir() else []
+        ckpt = newest_good(cands, (TRAINER_STATE, CONFIG_NAME, WEIGHTS_NAME))
+        if ckpt is None:
             return False
-        ckpt = self.out / marker.read_text().strip()
-        state = torch.load(ckpt / "trainer.pt", weights_only=False)
+        state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
         if state["config"]["kind"] != self.cfg.kind:
             raise ValueError(
                 f"output_dir: checkpoint {ckpt} is a {state['config']['kind']!r} run, the config "
@@ -229,7 +228,7 @@ class Trainer:
             set_optimizer_state_dict,
         )
 
-        loaded = Drafter.from_pretrained(ckpt, self.target).float()
+        loaded = Drafter.from_pretrained(ckpt, self.target, verify=False).float()  # verified
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(self.drafter, loaded.state_dict(), options=opts)
         set_optimizer_state_dict(self.drafter, self.opt, state["optimizer"], options=opts)
@@ -370,16 +369,10 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
-        resumed = self.resume()
+        self.resume()
         log_path = self.out / "log.jsonl"
-        if resumed and self.rank == 0 and log_path.exists():
-            # Drop records of steps after the checkpoint: they are about to be redone.
-            keep = [
-                x
-                for x in log_path.read_text().splitlines(True)
-                if x.endswith("\n") and json.loads(x)["step"] <= self.step
-            ]
-            log_path.write_text("".join(keep))
+        if self.rank == 0:
+            truncate_jsonl(log_path, lambda rec: int(rec["step"]) <= self.step)
         log = log_path.open("a") if self.rank == 0 else None
         bar = tqdm(
             total=self.total_steps,

@@ -10,10 +10,10 @@ Layout of the output directory::
     tokenizer/          tokenizer.json (+ config), chat template = concatenated turns
     tokens.npz          train token stream (uint16) and its SHA-256
     prompts/{code,prose}.jsonl   held-out prompts ({"turns": [...]})
-    target/checkpoint.pt, target/model/, target/train_record.json
+    target/checkpoint/, target/model/, target/train_record.json
     data/shard-NNNNN.npz, data/data_record.json
     drafters/{dspark,dflash,eagle3}/run/ (checkpoints), .../model/ (final, bf16)
-    assistant/checkpoint.pt, assistant/model/, assistant/train_record.json
+    assistant/checkpoint/, assistant/model/, assistant/train_record.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dspark.utils.io import atomic_write_npz
+from dspark.utils.io import atomic_write_npz, load_json
 from dspark.zoo.corpus import build_corpus
 from dspark.zoo.drafters import (
     DataConfig,
@@ -155,7 +155,7 @@ def build_zoo(
     for kind in kinds:
         final = out / "drafters" / kind / "model" / "train_record.json"
         if final.exists():
-            stages[kind] = json.loads(final.read_text())
+            stages[kind] = load_json(final)
             continue
         rec = train_zoo_drafter(
             out / "drafters" / kind,

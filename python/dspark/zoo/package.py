@@ -13,13 +13,12 @@ Layout (``dspark/zoo/weights/`` in the package, or any exported directory)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dspark.utils.io import file_sha256
+from dspark.utils.io import atomic_dir, check_file, file_sha256, load_json, recover_dir
 
 __all__ = ["ZOO_DIR", "Zoo", "export_zoo", "load_zoo", "verify_zoo"]
 
@@ -74,9 +73,11 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
     export never leaves a half-written zoo. Returns the manifest.
     """
     src, dest = Path(build_dir), Path(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with atomic_dir(dest) as tmp:
+        return _fill_zoo(src, tmp)
+
+
+def _fill_zoo(src: Path, tmp: Path) -> dict[str, Any]:
     model_req = ("config.json", "model.safetensors")
     _copy(src / "target" / "model", tmp / "target", _MODEL_FILES, model_req)
     _copy(src / "tokenizer", tmp / "target", _TOKENIZER_FILES, ("tokenizer.json",))
@@ -100,7 +101,7 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
     }
     summary = {}
     for name in ("target", "assistant", *DRAFTERS):
-        rec = json.loads((tmp / _record_path(name)).read_text())
+        rec = load_json(tmp / _record_path(name))
         summary[name] = {
             k: rec.get(k)
             for k in ("steps", "tokens_seen", "final_loss", "final_tau_estimate")
@@ -113,14 +114,6 @@ def export_zoo(build_dir: str | Path, dest: str | Path = ZOO_DIR) -> dict[str, A
         "files": files,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    old = dest.with_name(f".{dest.name}.old")
-    if dest.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old.exists():
-        shutil.rmtree(old)
     return manifest
 
 
@@ -134,23 +127,15 @@ def verify_zoo(path: str | Path | None = None) -> dict[str, Any]:
     ValueError
         A file is missing, has another size or checksum, or an unlisted model file is present.
     """
-    root = Path(path) if path is not None else ZOO_DIR
+    root = recover_dir(Path(path) if path is not None else ZOO_DIR)
     if not (root / MANIFEST).is_file():
         raise FileNotFoundError(
             f"zoo: no {MANIFEST} in {root}; build one with `dspark zoo build` and "
             "`dspark zoo export`"
         )
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = load_json(root / MANIFEST, required=("files",))
     for rel, meta in manifest["files"].items():
-        p = root / rel
-        if not p.is_file():
-            raise ValueError(f"zoo: {p} is listed in {MANIFEST} but missing")
-        if p.stat().st_size != meta["bytes"]:
-            raise ValueError(
-                f"zoo: {p} has {p.stat().st_size} bytes, {MANIFEST} says {meta['bytes']}"
-            )
-        if file_sha256(p) != meta["sha256"]:
-            raise ValueError(f"zoo: {p} does not match its SHA-256 in {MANIFEST} (corrupt file)")
+        check_file(root / rel, meta, MANIFEST, what="zoo", missing=ValueError)
     extra = [
         p.relative_to(root).as_posix()
         for p in root.rglob("*.safetensors")
@@ -189,8 +174,8 @@ def load_zoo(
 
     from dspark.models import Drafter, load_target
 
-    root = Path(path) if path is not None else ZOO_DIR
-    manifest = verify_zoo(root) if verify else json.loads((root / MANIFEST).read_text())
+    root = recover_dir(Path(path) if path is not None else ZOO_DIR)
+    manifest = verify_zoo(root) if verify else load_json(root / MANIFEST, required=("files",))
     unknown = sorted(set(drafters) - set(DRAFTERS))
     if unknown:
         raise ValueError(f"drafters: expected names from {DRAFTERS}, got {unknown}")
@@ -207,7 +192,7 @@ def load_zoo(
         ).eval()
     records = {"manifest": manifest.get("training", {})}
     for name in ("target", "assistant", *drafters):
-        records[name] = json.loads((root / _record_path(name)).read_text())
+        records[name] = load_json(root / _record_path(name))
     return Zoo(
         path=root,
         target=target,

@@ -7,8 +7,6 @@ step, so a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,9 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dspark.training.trainer import warmup_cosine
+from dspark.utils.checkpoint import checkpoint_dir, verify_checkpoint
 from dspark.utils.io import atomic_write_json
 
 __all__ = ["TargetTrainConfig", "build_optimizer", "qwen3_config", "tokenize_docs", "train_target"]
+
+STATE = "state.pt"
 
 
 @dataclass
@@ -86,25 +88,12 @@ def build_optimizer(model: torch.nn.Module, cfg: TargetTrainConfig) -> torch.opt
     )
 
 
-def _lr(step: int, cfg: TargetTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.total_steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def _batch(tokens: np.ndarray, step: int, cfg: TargetTrainConfig) -> torch.Tensor:
     rng = np.random.default_rng([cfg.seed, step])
     starts = rng.integers(0, len(tokens) - cfg.seq_len - 1, size=cfg.batch_size)
     return torch.from_numpy(
         np.stack([tokens[s : s + cfg.seq_len + 1] for s in starts]).astype(np.int64)
     )
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_target(
@@ -122,19 +111,22 @@ def train_target(
     Stops early when ``budget_seconds`` have passed or after ``stop_after`` steps in this call;
     calling again resumes from the checkpoint.
 
-    Writes ``out_dir/checkpoint.pt`` (resume state) while training and, once ``total_steps`` are
-    done, the final model (``save_pretrained``, bfloat16) and ``train_record.json``.
+    Writes ``out_dir/checkpoint/`` (resume state: ``state.pt`` and its checksums) while training
+    and, once ``total_steps`` are done, the final model (``save_pretrained``, bfloat16) and
+    ``train_record.json``.
     """
     from tqdm.auto import tqdm
     from transformers import Qwen3ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_dir = out / "checkpoint"
+    legacy = out / "checkpoint.pt"  # written before checkpoints were checksummed directories
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(qwen3_config(cfg, eos_token_id))
     opt = build_optimizer(model, cfg)
     step, losses, elapsed = 0, [], 0.0
+    ckpt_path = verify_checkpoint(ckpt_dir, (STATE,)) / STATE if ckpt_dir.exists() else legacy
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("config") != asdict(cfg):
@@ -147,17 +139,17 @@ def train_target(
         step, losses, elapsed = state["step"], state["losses"], state["elapsed"]
 
     def save() -> None:
-        _atomic_torch_save(
-            {
-                "config": asdict(cfg),
-                "model": model.state_dict(),
-                "optim": opt.state_dict(),
-                "step": step,
-                "losses": losses,
-                "elapsed": elapsed,
-            },
-            ckpt_path,
-        )
+        state = {
+            "config": asdict(cfg),
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "step": step,
+            "losses": losses,
+            "elapsed": elapsed,
+        }
+        with checkpoint_dir(ckpt_dir) as d:
+            torch.save(state, d / STATE)
+        legacy.unlink(missing_ok=True)
 
     t0 = time.monotonic()
     last = cfg.total_steps if stop_after is None else min(cfg.total_steps, step + stop_after)
@@ -167,7 +159,7 @@ def train_target(
         if budget_seconds is not None and time.monotonic() - t0 > budget_seconds:
             break
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = cfg.lr * warmup_cosine(step, cfg.total_steps, cfg.warmup, cfg.min_lr_ratio)
         batch = _batch(tokens, step, cfg)
         loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone(), use_cache=False).loss
         # labels are shifted inside the model: predicting batch[:, 1:] from batch[:, :-1]
