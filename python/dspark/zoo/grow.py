@@ -74,7 +74,7 @@ def grow_layers(model: Any, factor: int) -> Any:
 def seed_grown_checkpoint(
     src_model_dir: str | Path, run_dir: str | Path, cfg: TargetTrainConfig
 ) -> Path:
-    """Write ``run_dir/checkpoint.pt``: the target at ``src_model_dir`` grown to ``cfg.num_layers``.
+    """Write ``run_dir/checkpoint/``: the target at ``src_model_dir`` grown to ``cfg.num_layers``.
 
     Resuming ``train_target(run_dir, cfg, ...)`` then trains the grown model with a fresh
     optimizer from step 0. An existing checkpoint is never overwritten.
@@ -82,19 +82,20 @@ def seed_grown_checkpoint(
     Raises
     ------
     FileExistsError
-        ``run_dir/checkpoint.pt`` exists (the run has started; resume it instead).
+        ``run_dir`` holds a checkpoint (the run has started; resume it instead).
     ValueError
         ``cfg.num_layers`` is not a multiple of the source's layers, or the shapes differ.
     """
     from transformers import Qwen3ForCausalLM
 
     from dspark.models import load_target
-    from dspark.utils.io import atomic_write
+    from dspark.utils.checkpoint import checkpoint_dir
+    from dspark.zoo.target_lm import STATE
 
     out = Path(run_dir)
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        raise FileExistsError(f"{ckpt}: the grown run has started; resume it instead")
+    ckpt = out / "checkpoint"
+    if ckpt.exists() or (out / "checkpoint.pt").exists():
+        raise FileExistsError(f"{out}: the grown run has started; resume it instead")
     src = load_target(src_model_dir, dtype=torch.float32)
     layers = src.config.num_hidden_layers
     if cfg.num_layers % layers:
@@ -121,5 +122,6 @@ def seed_grown_checkpoint(
         "elapsed": 0.0,
         "grown_from": str(src_model_dir),
     }
-    atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
+    with checkpoint_dir(ckpt) as d:  # checksummed, swapped in whole
+        torch.save(state, d / STATE)
     return ckpt
