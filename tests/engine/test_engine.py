@@ -20,7 +20,8 @@ class Params:  # the fields of dspark.SamplingParams the engine reads
     top_k: int = 0
     top_p: float = 1.0
     seed: int | None = 0
-    stop_token_ids: tuple[int, ...] = ()
+    min_p: float = 0.0
+    stop: tuple[int, ...] = ()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_engine_stop_tokens_abort_and_accounting(target):
     prompt = _prompts([8], seed=5)[0]
     ref = greedy_reference(target, torch.tensor([prompt]), 12)[0, len(prompt) :].tolist()
     eng = Engine(target, num_pages=20, page_size=8, max_model_len=64)
-    a = eng.add_request(prompt, Params(12, stop_token_ids=(ref[3],)))
+    a = eng.add_request(prompt, Params(12, stop=(ref[3],)))
     b = eng.add_request(prompt, Params(12))
     eng.step()
     eng.abort(b)

@@ -123,16 +123,27 @@ class Engine:
             raise ValueError("prompt_token_ids: expected at least one token, got none")
         if any(not 0 <= t < vocab for t in prompt):
             raise ValueError(f"prompt_token_ids: expected ids in [0, {vocab}), got {prompt}")
-        if len(prompt) + int(params.max_tokens) > self.max_model_len:
+        if len(prompt) >= self.max_model_len:
+            raise ValueError(
+                f"prompt_token_ids: expected fewer than max_model_len={self.max_model_len} "
+                f"tokens, got {len(prompt)}"
+            )
+        max_tokens = params.max_tokens
+        if max_tokens is None:
+            max_tokens = self.max_model_len - len(prompt)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens: expected an integer >= 1, got {max_tokens!r}")
+        if len(prompt) + max_tokens > self.max_model_len:
             raise ValueError(
                 f"max_tokens: the prompt ({len(prompt)} tokens) plus max_tokens "
-                f"({params.max_tokens}) exceeds max_model_len {self.max_model_len}"
+                f"({max_tokens}) exceeds max_model_len {self.max_model_len}"
             )
         rid = str(next(self._ids)) if request_id is None else str(request_id)
         if rid in self.requests:
             raise ValueError(f"request_id: {rid!r} is already in the engine")
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)))
-        req = Request(rid, prompt, params, seed=int(seed))
+        stop = frozenset(int(t) for t in (getattr(params, "stop", None) or ()))
+        req = Request(rid, prompt, params, seed=int(seed), max_tokens=max_tokens, stop=stop)
         self.requests[rid] = req
         self.waiting.append(req)
         return rid
@@ -297,6 +308,10 @@ class Engine:
             "top_p": col("top_p", 1.0, torch.float32),
         }
 
+    def _min_p(self, reqs: Sequence[Request]) -> torch.Tensor:
+        vals = [float(getattr(r.params, "min_p", 0.0) or 0.0) for r in reqs]
+        return torch.tensor(vals, dtype=torch.float32, device=self.device)
+
     def _draft(
         self, decode: list[Request]
     ) -> tuple[list[list[int]], list[int], torch.Tensor | None]:
@@ -344,7 +359,8 @@ class Engine:
             max_emit=torch.tensor(
                 [max(r.remaining, 1) for r in ver], dtype=torch.int64, device=dev
             ),
-            max_depth=max(max(lens), 1),
+            max_depth=max(lens),
+            min_p=self._min_p(ver),
             **samp,
         )
         acc, num, offs = res.accept_len.tolist(), res.num_emitted.tolist(), res.next_offset.tolist()
@@ -366,7 +382,7 @@ class Engine:
         return outputs, acc, rows
 
     def _emit(self, req: Request, tokens: list[int]) -> RequestOutput:
-        stops = set(getattr(req.params, "stop_token_ids", None) or ())
+        stops = req.stop
         cut = next((i for i, t in enumerate(tokens) if t in stops), None)
         new = tokens if cut is None else tokens[: cut + 1]
         new = new[: max(req.remaining, 0)]

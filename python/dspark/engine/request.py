@@ -49,6 +49,8 @@ class Request:
     prompt_token_ids: list[int]
     params: Any  # dspark.SamplingParams
     seed: int
+    max_tokens: int
+    stop: frozenset[int] = frozenset()  # stop token ids
     arrival_time: float = field(default_factory=time.monotonic)
     status: RequestStatus = RequestStatus.WAITING
     output_token_ids: list[int] = field(default_factory=list)
@@ -86,4 +88,4 @@ class Request:
     @property
     def remaining(self) -> int:
         """Tokens it may still emit."""
-        return int(self.params.max_tokens) - len(self.output_token_ids)
+        return self.max_tokens - len(self.output_token_ids)
