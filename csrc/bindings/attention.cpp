@@ -13,9 +13,9 @@ void register_attention(py::module_& m) {
   m.def(
       "verify_attention",
       [](py::handle q, py::handle k_cache, py::handle v_cache, py::handle qo_indptr,
-         py::handle block_table, py::handle kv_len, py::handle parents, float sm_scale,
-         float soft_cap, int32_t window_left, int32_t max_qo_len, int32_t max_kv_len,
-         py::handle out, py::handle lse, int32_t cuda_kernel, int64_t stream) {
+         py::handle block_table, py::handle kv_len, py::handle parents, double sm_scale,
+         double soft_cap, int64_t window_left, int64_t max_qo_len, int64_t max_kv_len,
+         py::handle out, py::handle lse, int64_t cuda_kernel, int64_t stream) {
         KeepAlive keep;
         ops::VerifyAttentionArgs a;
         a.q = borrow(q, "q", keep);

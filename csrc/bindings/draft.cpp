@@ -14,7 +14,7 @@ void register_draft(py::module_& m) {
       "draft_step",
       [](py::handle base_logits, py::handle w1, py::handle w2, py::handle anchors,
          py::handle temperature, py::handle seed, py::handle offset, py::handle hidden,
-         py::handle conf_weight, float conf_bias, int candidates, py::handle tokens,
+         py::handle conf_weight, double conf_bias, int64_t candidates, py::handle tokens,
          py::handle draft_logits, py::handle confidence, py::handle next_offset, int64_t stream) {
         KeepAlive keep;
         ops::DraftStepArgs a;

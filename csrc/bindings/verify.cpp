@@ -13,9 +13,9 @@ void register_verify(py::module_& m) {
   m.def(
       "verify_batch",
       [](py::handle target, py::handle draft_tokens, py::handle draft_indptr, py::handle parents,
-         py::handle draft_q, int q_kind, int sampling, py::handle temperature, py::handle top_k,
+         py::handle draft_q, int64_t q_kind, int64_t sampling, py::handle temperature, py::handle top_k,
          py::handle top_p, py::handle min_p, py::handle seed, py::handle offset,
-         py::handle max_emit, bool target_is_probs, int max_depth, py::handle accept_len,
+         py::handle max_emit, bool target_is_probs, int64_t max_depth, py::handle accept_len,
          py::handle num_emitted, py::handle tokens, py::handle final_token,
          py::handle final_is_bonus, py::handle path, py::handle last_row, py::handle next_offset,
          py::handle logprobs, int64_t stream) {

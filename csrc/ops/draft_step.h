@@ -11,8 +11,8 @@ namespace dspark::ops {
 struct DraftStepArgs {
   TensorView base_logits, w1, w2, anchors, seed, offset;
   std::optional<TensorView> temperature, hidden, conf_weight;
-  float conf_bias = 0.0f;
-  int32_t candidates = 0;
+  double conf_bias = 0.0;  // full width: the op checks the scalars
+  int64_t candidates = 0;
   TensorView tokens, draft_logits, next_offset;
   std::optional<TensorView> confidence;
   int64_t stream = 0;

@@ -19,6 +19,8 @@ namespace {
 
 constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
 constexpr auto kI32 = DType::kInt32, kI64 = DType::kInt64;
+// max_depth beyond N only widens the -1 padding; this bounds it (python/dspark/ops/verify.py).
+constexpr int64_t kMaxPadDepth = 4096;
 
 int64_t token_at(const TensorView& t, int64_t i) {
   return t.dtype == kI64 ? t.ptr<const int64_t>()[i * t.strides[0]]
@@ -93,7 +95,7 @@ void check_verify_values(const VerifyParams& P) {
       DSPARK_CHECK(P.top_p[r] > 0.0f && P.top_p[r] <= 1.0f, "top_p: expected values in (0, 1], got top_p[",
                    r, "] = ", P.top_p[r]);
     if (P.min_p)
-      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] < 1.0f, "min_p: expected values in [0, 1), got min_p[",
+      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] <= 1.0f, "min_p: expected values in [0, 1], got min_p[",
                    r, "] = ", P.min_p[r]);
     if (P.max_emit)
       DSPARK_CHECK(P.max_emit[r] >= 0, "max_emit: expected values >= 0, got max_emit[", r, "] = ",
@@ -114,7 +116,8 @@ void verify_batch(const VerifyArgs& a) {
                ", *) for N = ", N, " draft nodes and R = ", R, " requests, got ",
                shape_str(a.target));
   DSPARK_CHECK(V >= 1 && V < (int64_t(1) << 31), "target: vocabulary size out of range: ", V);
-  DSPARK_CHECK(a.max_depth >= 0, "max_depth: expected >= 0, got ", a.max_depth);
+  DSPARK_CHECK(a.max_depth >= 0, "max_depth: expected an int >= 0, got ", a.max_depth);
+  const int64_t D = a.max_depth;
   const TensorView& ref = a.target;
   auto same_dev = [&](const TensorView& t, const char* name) {
     check_same_device(t, name, ref, "target");
@@ -142,13 +145,20 @@ void verify_batch(const VerifyArgs& a) {
                        Opt{a.max_emit, "max_emit", kI32}}) {
     if (!o.t) continue;
     check_tensor(*o.t, o.name, {o.dtype}, {R});
+    check_contiguous(*o.t, o.name);
     same_dev(*o.t, o.name);
   }
   check_tensor(a.seed, "seed", {kI64}, {R});
+  check_contiguous(a.seed, "seed");
+  check_contiguous(a.offset, "offset");
+  check_int32_sizes(a.target, "target");
+  check_int32_sizes(a.draft_tokens, "draft_tokens");
+  DSPARK_CHECK(D <= std::max(N, kMaxPadDepth), "max_depth: expected an int in [0, max(N, ",
+               kMaxPadDepth, ")] = [0, ", std::max(N, kMaxPadDepth), "] (no path is deeper than ",
+               "the N = ", N, " draft nodes; more only pads), got ", D);
   check_tensor(a.offset, "offset", {kI64}, {R});
   same_dev(a.seed, "seed");
   same_dev(a.offset, "offset");
-  const int64_t D = a.max_depth;
   for (const Opt& o : {Opt{a.accept_len, "out.accept_len", kI32}, Opt{a.num_emitted, "out.num_emitted", kI32},
                        Opt{a.final_token, "out.final_token", kI32}, Opt{a.last_row, "out.last_row", kI32},
                        Opt{a.next_offset, "out.next_offset", kI64}}) {
@@ -184,7 +194,7 @@ void verify_batch(const VerifyArgs& a) {
     P.draft_q_dtype = a.draft_q->dtype;
     P.draft_q_row_stride = a.draft_q->strides[0];
   }
-  // Value ranges (temperature >= 0, top_p in (0, 1], ...) are checked in Python.
+  // Value ranges (temperature >= 0, top_p in (0, 1], ...): check_verify_values on host inputs.
   auto f32 = [](const std::optional<TensorView>& t) {
     return t ? t->ptr<const float>() : static_cast<const float*>(nullptr);
   };

@@ -17,7 +17,7 @@ struct VerifyArgs {
   DraftQ q_kind = DraftQ::kDeterministic;
   DraftSampling sampling = DraftSampling::kWithReplacement;
   bool target_is_probs = false;
-  int32_t max_depth = 0;
+  int64_t max_depth = 0;  // full width: the op checks it
   TensorView accept_len, num_emitted, tokens, final_token, final_is_bonus, path, last_row,
       next_offset;
   std::optional<TensorView> logprobs;

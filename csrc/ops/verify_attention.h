@@ -15,13 +15,14 @@ namespace dspark::ops {
 struct VerifyAttentionArgs {
   TensorView q, k_cache, v_cache, qo_indptr, block_table, kv_len;
   std::optional<TensorView> parents;
-  float sm_scale = 1.0f;
-  float soft_cap = 0.0f;
-  int32_t window_left = -1;
-  int32_t cuda_kernel = 0;  // 0 = auto, 1 = plain CUDA, 2 = tensor cores (CUDA only)
+  // Scalars arrive at full width (double / int64) so the op, not the binding, checks them.
+  double sm_scale = 1.0;
+  double soft_cap = 0.0;
+  int64_t window_left = -1;
+  int64_t cuda_kernel = 0;  // 0 = auto, 1 = plain CUDA, 2 = tensor cores (CUDA only)
   // Largest qo_len / kv_len: needed to size CUDA grids without reading device memory. -1 lets the
   // op compute them (host index tensors only).
-  int32_t max_qo_len = -1, max_kv_len = -1;
+  int64_t max_qo_len = -1, max_kv_len = -1;
   TensorView out;
   std::optional<TensorView> lse;
   int64_t stream = 0;  // cudaStream_t as an integer (CUDA only)

@@ -12,7 +12,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_request_tensor, check_tensor
+from dspark._checks import as_float, as_int, as_request_tensor, check_tensor
 
 __all__ = ["DraftStepResult", "draft_step"]
 
@@ -107,8 +107,6 @@ def draft_step(
     check_tensor(
         "anchors", anchors, dtypes=(torch.int32, torch.int64), shape=(num_req,), device=dev
     )
-    if bool(((anchors < 0) | (anchors >= vocab)).any()):
-        raise ValueError(f"anchors: expected ids in [0, {vocab}), got {anchors.tolist()}")
     if (hidden is None) != (conf_weight is None):
         raise ValueError("hidden, conf_weight: pass both (confidence head) or neither")
     if hidden is not None:
@@ -120,13 +118,17 @@ def draft_step(
             shape=(hidden.shape[2] + w1.shape[1],),
             device=dev,
         )
-    if not isinstance(candidates, int) or candidates < 0:
-        raise ValueError(f"candidates: expected an int >= 0, got {candidates!r}")
+    candidates = as_int("candidates", candidates, 0, 2**31 - 1)
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
-    if temperature_t is not None and not bool(
-        ((temperature_t >= 0) & torch.isfinite(temperature_t)).all()
-    ):
-        raise ValueError(f"temperature: expected finite values >= 0, got {temperature_t.tolist()}")
+    if dev.type == "cuda":  # on the CPU the native entry checks the values on the host
+        if bool(((anchors < 0) | (anchors >= vocab)).any()):
+            raise ValueError(f"anchors: expected ids in [0, {vocab}), got {anchors.tolist()}")
+        if temperature_t is not None and not bool(
+            ((temperature_t >= 0) & torch.isfinite(temperature_t)).all()
+        ):
+            raise ValueError(
+                f"temperature: expected finite values >= 0, got {temperature_t.tolist()}"
+            )
     if seed is None:
         seed = torch.randint(0, 2**62, (num_req,), generator=generator, dtype=torch.int64)
     seed_t = as_request_tensor("seed", seed, num_req, torch.int64, dev)
@@ -154,7 +156,7 @@ def draft_step(
         offset_t,
         hidden,
         conf_weight,
-        float(conf_bias),
+        as_float("conf_bias", conf_bias),
         candidates,
         tokens,
         logits,

@@ -11,7 +11,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_request_tensor, check_tensor
+from dspark._checks import as_int, as_int_tensor, as_request_tensor, check_tensor
 
 __all__ = ["VerifyResult", "verify_batch"]
 
@@ -20,6 +20,7 @@ _INTS = (torch.int32, torch.int64)
 _Q_KIND = {None: 0, "probs": 1, "logits": 2}
 _SAMPLING = {"with_replacement": 0, "without_replacement": 1}
 _VALIDATE = ("cheap", "full", "none")
+_MAX_PAD_DEPTH = 4096  # max_depth beyond N only widens the padding (kMaxPadDepth in C++)
 
 
 class VerifyResult(NamedTuple):
@@ -93,11 +94,6 @@ class VerifyResult(NamedTuple):
             if logprobs
             else None,
         )
-
-
-def _as_i32(t: torch.Tensor) -> torch.Tensor:
-    t = t if t.dtype == torch.int32 else t.to(torch.int32)
-    return t if t.is_contiguous() else t.contiguous()
 
 
 def _check_range(name: str, t: torch.Tensor | None, ok: torch.Tensor | None, expected: str) -> None:
@@ -254,11 +250,11 @@ def verify_batch(
         )
     if target.stride(-1) != 1:
         target = target.contiguous()
-    draft_indptr = _as_i32(draft_indptr)
+    draft_indptr = as_int_tensor("draft_indptr", draft_indptr)
     draft_tokens = draft_tokens if draft_tokens.is_contiguous() else draft_tokens.contiguous()
     if parents is not None:
         check_tensor("parents", parents, dtypes=_INTS, shape=(num_nodes,), device=dev)
-        parents = _as_i32(parents)
+        parents = as_int_tensor("parents", parents)
     if draft_probs is not None and draft_logits is not None:
         raise ValueError("draft_probs, draft_logits: pass at most one of them")
     q_name = "draft_probs" if draft_probs is not None else "draft_logits"
@@ -299,8 +295,8 @@ def verify_batch(
         _check_range(
             "min_p",
             min_p_t,
-            None if min_p_t is None else (min_p_t >= 0) & (min_p_t < 1),
-            "values in [0, 1)",
+            None if min_p_t is None else (min_p_t >= 0) & (min_p_t <= 1),
+            "values in [0, 1]",
         )
         _check_range(
             "max_emit", max_emit_t, None if max_emit_t is None else max_emit_t >= 0, "values >= 0"
@@ -323,8 +319,8 @@ def verify_batch(
             _validate_rows(q_name, draft_q, q_kind == 1)
     if need_depth:
         max_depth = depth
-    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 0:
-        raise ValueError(f"max_depth: expected an int >= 0, got {max_depth!r}")
+    # Bounded before the outputs are allocated; the same bound as csrc/ops/verify.cpp.
+    max_depth = as_int("max_depth", max_depth, 0, max(num_nodes, _MAX_PAD_DEPTH))
 
     res = out if out is not None else VerifyResult.empty(num_req, max_depth, dev, return_logprobs)
     if return_logprobs and res.logprobs is None:

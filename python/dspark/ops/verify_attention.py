@@ -14,7 +14,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import check_tensor
+from dspark._checks import as_float, check_tensor
 
 __all__ = ["verify_attention"]
 
@@ -179,14 +179,13 @@ def verify_attention(
     if parents is not None:
         check_tensor("parents", parents, dtypes=(torch.int32,), shape=(t,), device=q.device)
         parents = parents.contiguous()
-    if not (isinstance(window_left, int) and window_left >= -1):
+    if isinstance(window_left, bool) or not isinstance(window_left, int) or window_left < -1:
         raise ValueError(
             f"window_left: expected -1 (no window) or an int >= 0, got {window_left!r}"
         )
-    cap = 0.0 if logits_soft_cap is None else float(logits_soft_cap)
-    if not cap >= 0.0:
-        raise ValueError(f"logits_soft_cap: expected None or >= 0, got {logits_soft_cap!r}")
-    scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
+    window_left = min(window_left, 2**31 - 1)  # a window wider than any int32 kv_len is none
+    cap = 0.0 if logits_soft_cap is None else as_float("logits_soft_cap", logits_soft_cap)
+    scale = 1.0 / math.sqrt(d) if sm_scale is None else as_float("sm_scale", sm_scale)
     if cuda_kernel not in _CUDA_KERNELS:
         raise ValueError(f"cuda_kernel: expected 'auto', 'simt' or 'mma', got {cuda_kernel!r}")
     qo_indptr, kv_len, block_table = (
