@@ -381,6 +381,8 @@ def test_prefix_scheduler_rejects_bad_confidences(conf, exc, match):
     ("kwargs", "match"),
     [
         ({"max_lengths": torch.tensor([1, -1], dtype=torch.int32)}, r"max_lengths\[1\] = -1"),
+        ({"max_lengths": torch.tensor([1, 2**32 + 1])}, r"max_lengths: expected values that fit"),
+        ({"max_lengths": 2**40}, r"max_lengths: expected an int in"),
         (
             {"max_lengths": torch.tensor([1], dtype=torch.int32)},
             r"max_lengths: expected shape \(2,\)",

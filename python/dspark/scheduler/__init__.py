@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dspark import _C
+from dspark._checks import as_int, as_int_tensor
 from dspark.scheduler.sps import LoadMonitor, SpsTable, profile_sps
 
 __all__ = [
@@ -60,7 +61,11 @@ def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
     if max_lengths is None:
         return None
     if isinstance(max_lengths, int) and not isinstance(max_lengths, bool):
-        return torch.full((num_requests,), max_lengths, dtype=torch.int32)
+        return torch.full(
+            (num_requests,),
+            as_int("max_lengths", max_lengths, -(2**31), 2**31 - 1),
+            dtype=torch.int32,
+        )
     if not isinstance(max_lengths, torch.Tensor) or max_lengths.dtype not in (
         torch.int32,
         torch.int64,
@@ -70,7 +75,7 @@ def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
         raise ValueError(
             f"max_lengths: expected shape ({num_requests},), got {tuple(max_lengths.shape)}"
         )
-    return max_lengths.detach().to("cpu", torch.int32).contiguous()
+    return as_int_tensor("max_lengths", max_lengths.detach().cpu())
 
 
 def _with_remaining(
