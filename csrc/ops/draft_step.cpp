@@ -33,7 +33,7 @@ void check_host_values(const DraftStepArgs& a, int64_t R, int64_t V) {
 
 }  // namespace
 
-void draft_step(const DraftStepArgs& a) {
+void draft_step_with(const DraftStepArgs& a) {
   constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
   check_tensor(a.base_logits, "base_logits", {kF32, kF16, kBF16}, {-1, -1, -1});
   const int64_t R = a.base_logits.shape[0], G = a.base_logits.shape[1], V = a.base_logits.shape[2];
@@ -131,6 +131,16 @@ void draft_step(const DraftStepArgs& a) {
 #else
   throw std::invalid_argument("base_logits: got a CUDA tensor, but dspark was built without CUDA");
 #endif
+}
+
+void draft_step(TensorView base_logits, TensorView w1, TensorView w2, TensorView anchors,
+                std::optional<TensorView> temperature, TensorView seed, TensorView offset,
+                std::optional<TensorView> hidden, std::optional<TensorView> conf_weight,
+                double conf_bias, int64_t candidates, TensorView tokens, TensorView draft_logits,
+                std::optional<TensorView> confidence, TensorView next_offset, int64_t stream) {
+  draft_step_with(DraftStepArgs{base_logits, w1, w2, anchors, seed, offset, temperature, hidden,
+                                conf_weight, conf_bias, candidates, tokens, draft_logits,
+                                next_offset, confidence, stream});
 }
 
 }  // namespace dspark::ops

@@ -4,6 +4,7 @@
 #include "ops/verify.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "cpu/verify.h"
@@ -29,8 +30,9 @@ int64_t token_at(const TensorView& t, int64_t i) {
 
 }  // namespace
 
-int32_t check_verify_structure(const TensorView& draft_tokens, const TensorView& draft_indptr,
-                               const std::optional<TensorView>& parents, int64_t vocab_size) {
+int32_t check_verify_structure(TensorView draft_tokens, TensorView draft_indptr,
+                               std::optional<TensorView> parents, int64_t vocab_size) {
+  check_int_range(vocab_size, "vocab_size", 1, std::numeric_limits<int32_t>::max());
   check_tensor(draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
   check_tensor(draft_indptr, "draft_indptr", {kI32}, {-1});
   DSPARK_CHECK(draft_indptr.shape[0] >= 1, "draft_indptr: expected at least one element (R + 1), got 0");
@@ -105,7 +107,7 @@ void check_verify_values(const VerifyParams& P) {
 
 }  // namespace
 
-void verify_batch(const VerifyArgs& a) {
+void verify_batch_with(const VerifyArgs& a) {
   check_tensor(a.target, "target", {kF32, kF16, kBF16}, {-1, -1});
   check_tensor(a.draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
   check_tensor(a.draft_indptr, "draft_indptr", {kI32}, {-1});
@@ -235,6 +237,25 @@ void verify_batch(const VerifyArgs& a) {
       "target: got a CUDA tensor, but dspark was built without CUDA (rebuild with nvcc on PATH "
       "and DSPARK_CUDA=ON)");
 #endif
+}
+
+void verify_batch(TensorView target, TensorView draft_tokens, TensorView draft_indptr,
+                  std::optional<TensorView> parents, std::optional<TensorView> draft_q,
+                  int64_t q_kind, int64_t sampling, std::optional<TensorView> temperature,
+                  std::optional<TensorView> top_k, std::optional<TensorView> top_p,
+                  std::optional<TensorView> min_p, TensorView seed, TensorView offset,
+                  std::optional<TensorView> max_emit, bool target_is_probs, int64_t max_depth,
+                  TensorView accept_len, TensorView num_emitted, TensorView tokens,
+                  TensorView final_token, TensorView final_is_bonus, TensorView path,
+                  TensorView last_row, TensorView next_offset, std::optional<TensorView> logprobs,
+                  int64_t stream) {
+  check_int_range(q_kind, "q_kind", 0, 2);
+  check_int_range(sampling, "draft_sampling", 0, 1);
+  verify_batch_with(VerifyArgs{target, draft_tokens, draft_indptr, parents, draft_q, temperature, top_k,
+                          top_p, min_p, max_emit, seed, offset, static_cast<DraftQ>(q_kind),
+                          static_cast<DraftSampling>(sampling), target_is_probs, max_depth,
+                          accept_len, num_emitted, tokens, final_token, final_is_bonus, path,
+                          last_row, next_offset, logprobs, stream});
 }
 
 }  // namespace dspark::ops

@@ -25,10 +25,10 @@ int32_t at(const TensorView& t, int64_t i) { return t.ptr<const int32_t>()[i * t
 
 }  // namespace
 
-std::pair<int32_t, int32_t> check_verify_attention_indices(const TensorView& qo_indptr,
-                                                           const TensorView& block_table,
-                                                           const TensorView& kv_len,
-                                                           const std::optional<TensorView>& parents,
+std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
+                                                           TensorView block_table,
+                                                           TensorView kv_len,
+                                                           std::optional<TensorView> parents,
                                                            int64_t num_tokens, int64_t num_pages,
                                                            int64_t page_size) {
   // Scalars first: page_size divides below.
@@ -83,7 +83,7 @@ std::pair<int32_t, int32_t> check_verify_attention_indices(const TensorView& qo_
   return {max_qo, max_kv};
 }
 
-void verify_attention(const VerifyAttentionArgs& a) {
+void verify_attention_with(const VerifyAttentionArgs& a) {
   check_tensor(a.q, "q", {kF32, kF16, kBF16}, {-1, -1, -1});
   const int64_t T = a.q.shape[0], H = a.q.shape[1], D = a.q.shape[2];
   DSPARK_CHECK(D == 64 || D == 128 || D == 256, "q: expected head dim D in {64, 128, 256}, got ", D);
@@ -192,6 +192,16 @@ void verify_attention(const VerifyAttentionArgs& a) {
       "q: got a CUDA tensor, but dspark was built without CUDA (rebuild with nvcc on PATH and "
       "DSPARK_CUDA=ON)");
 #endif
+}
+
+void verify_attention(TensorView q, TensorView k_cache, TensorView v_cache, TensorView qo_indptr,
+                      TensorView block_table, TensorView kv_len, std::optional<TensorView> parents,
+                      double sm_scale, double soft_cap, int64_t window_left, int64_t max_qo_len,
+                      int64_t max_kv_len, TensorView out, std::optional<TensorView> lse,
+                      int64_t cuda_kernel, int64_t stream) {
+  verify_attention_with(VerifyAttentionArgs{q, k_cache, v_cache, qo_indptr, block_table, kv_len,
+                                            parents, sm_scale, soft_cap, window_left, cuda_kernel,
+                                            max_qo_len, max_kv_len, out, lse, stream});
 }
 
 }  // namespace dspark::ops

@@ -6,13 +6,20 @@ Every message names the argument, what was expected and what was given, e.g.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
 __all__ = [
     "as_float",
-    "as_int", "as_int_tensor", "as_request_tensor", "check_tensor", "fmt_shape"]
+    "as_int",
+    "as_int_tensor",
+    "as_request_tensor",
+    "check_tensor",
+    "cuda_stream",
+    "fmt_shape",
+]
 
 _INT_RANGE = {
     torch.int32: (-(2**31), 2**31 - 1),
@@ -80,6 +87,8 @@ def as_request_tensor(
     if isinstance(value, (int, float)):
         if not dtype.is_floating_point:
             value = as_int(name, value, *_INT_RANGE[dtype])
+        else:
+            value = _as_float_in(name, value, dtype)
         return torch.full((num_requests,), value, dtype=dtype, device=device)
     t = check_tensor(name, value, shape=(num_requests,), device=device)
     if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
@@ -99,6 +108,17 @@ def as_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
     return float(value)
+
+
+def _as_float_in(name: str, value: float, dtype: torch.dtype) -> float:
+    """``float(value)``, with a named error when it overflows ``dtype`` (NaN/inf pass through)."""
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if math.isfinite(v) and abs(v) > torch.finfo(dtype).max:
+        raise ValueError(f"{name}: expected a value that fits in {dtype}, got {value!r}")
+    return v
 
 
 def as_int(name: str, value: object, lo: int, hi: int) -> int:
@@ -137,3 +157,8 @@ def as_int_tensor(name: str, t: torch.Tensor, dtype: torch.dtype = torch.int32) 
                 )
         t = t.to(dtype)
     return t if t.is_contiguous() else t.contiguous()
+
+
+def cuda_stream(t: torch.Tensor) -> int:
+    """The current CUDA stream of ``t``'s device as an int (0 for CPU tensors)."""
+    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0

@@ -12,7 +12,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_float, as_int, as_request_tensor, check_tensor
+from dspark._checks import as_float, as_int, as_request_tensor, check_tensor, cuda_stream
 
 __all__ = ["DraftStepResult", "draft_step"]
 
@@ -162,5 +162,6 @@ def draft_step(
         logits,
         conf,
         next_offset,
+        cuda_stream(base_logits),
     )
     return DraftStepResult(tokens, logits, conf, next_offset)

@@ -73,6 +73,10 @@ def tree_from_choices(
     >>> parents.tolist(), order
     ([-1, -1, 0], [(0,), (1,), (0, 0)])
     """
+    if not isinstance(choices, Sequence) or not all(isinstance(ch, Sequence) for ch in choices):
+        raise TypeError(
+            f"choices: expected a sequence of paths (sequences of int), got {choices!r}"
+        )
     ranks = {tuple(as_int("choices", c, -(2**31), 2**31 - 1) for c in ch) for ch in choices}
     order = sorted(ranks, key=lambda c: (len(c), c))
     index = {c: i for i, c in enumerate(order)}

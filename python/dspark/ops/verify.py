@@ -11,7 +11,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_int, as_int_tensor, as_request_tensor, check_tensor
+from dspark._checks import as_int, as_int_tensor, as_request_tensor, check_tensor, cuda_stream
 
 __all__ = ["VerifyResult", "verify_batch"]
 
@@ -353,5 +353,6 @@ def verify_batch(
         res.last_row,
         res.next_offset,
         res.logprobs if return_logprobs else None,
+        cuda_stream(target),
     )
     return res if return_logprobs or res.logprobs is None else res._replace(logprobs=None)

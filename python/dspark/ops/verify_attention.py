@@ -14,7 +14,7 @@ import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_float, check_tensor
+from dspark._checks import as_float, check_tensor, cuda_stream
 
 __all__ = ["verify_attention"]
 
@@ -229,6 +229,7 @@ def verify_attention(
         out,
         lse,
         _CUDA_KERNELS[cuda_kernel],
+        cuda_stream(q),
     )
     if return_lse:
         assert lse is not None
