@@ -22,7 +22,7 @@ def _t(x: object) -> torch.Tensor | None:
 
 def _set_first(x: object, value: float) -> object:
     t = _t(x)
-    if t is None or t.numel() == 0:
+    if t is None or t.numel() == 0 or t.dtype == torch.bool:
         return SKIP
     if not t.dtype.is_floating_point and not math.isfinite(value):
         return SKIP

@@ -27,6 +27,10 @@ class Spec:
     check: Callable[[dict[str, Any], Any], None]
     args: dict[str, tuple[str, ...]]
     compare: Callable[[Any, Any], bool] = field(default=lambda a, b: True)
+    # Raw `_C` entry points: pybind11's own TypeError (it lists the signature with the argument
+    # names) is accepted for values of the wrong Python type (None, str, list, float for int,
+    # ints beyond int64); dtypes, shapes and ranges must still get the op's named message.
+    raw: bool = False
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -284,7 +288,9 @@ def _sched_check(kw: dict[str, Any], out: Any) -> None:
 
 
 def _async_call(kw: dict[str, Any]) -> Any:
-    sched = dspark.scheduler.AsyncPrefixScheduler(dspark.SpsTable([1, 8, 64], [10.0, 9.0, 4.0]), delay=1)
+    sched = dspark.scheduler.AsyncPrefixScheduler(
+        dspark.SpsTable([1, 8, 64], [10.0, 9.0, 4.0]), delay=1
+    )
     sched.step(
         kw["confidences"].clone()
         if isinstance(kw["confidences"], torch.Tensor)
@@ -293,11 +299,42 @@ def _async_call(kw: dict[str, Any]) -> Any:
     return sched.step(kw["confidences"], max_lengths=kw["max_lengths"])
 
 
-_SCHED_ARGS = {"confidences": ("max_lengths",), "max_lengths": (), "remaining_tokens": (), "token_budget": ()}
+_SCHED_ARGS = {
+    "confidences": ("max_lengths",),
+    "max_lengths": (),
+    "remaining_tokens": (),
+    "token_budget": (),
+}
 
 # --- raw _C entry points -------------------------------------------------------------------------
 
-_RAW_VERIFY_ORDER = ["target", "draft_tokens", "draft_indptr", "parents", "draft_q", "q_kind", "sampling", "temperature", "top_k", "top_p", "min_p", "seed", "offset", "max_emit", "target_is_probs", "max_depth", "accept_len", "num_emitted", "tokens", "final_token", "final_is_bonus", "path", "last_row", "next_offset", "logprobs"]
+_RAW_VERIFY_ORDER = [
+    "target",
+    "draft_tokens",
+    "draft_indptr",
+    "parents",
+    "draft_q",
+    "q_kind",
+    "sampling",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "seed",
+    "offset",
+    "max_emit",
+    "target_is_probs",
+    "max_depth",
+    "accept_len",
+    "num_emitted",
+    "tokens",
+    "final_token",
+    "final_is_bonus",
+    "path",
+    "last_row",
+    "next_offset",
+    "logprobs",
+]
 
 
 def _raw_verify_base(g: torch.Generator, size: int) -> dict[str, Any]:
@@ -359,7 +396,23 @@ _RAW_VERIFY_ARGS["draft_indptr"] = (
 _RAW_VERIFY_ARGS["draft_tokens"] = (*_VERIFY_ARGS["draft_tokens"], "draft_q")
 _RAW_VERIFY_ARGS["target"] = ("draft_indptr", "draft_q", "draft_probs")
 
-_RAW_ATTN_ORDER = ["q", "k_cache", "v_cache", "qo_indptr", "block_table", "kv_len", "parents", "sm_scale", "soft_cap", "window_left", "max_qo_len", "max_kv_len", "out", "lse", "cuda_kernel"]
+_RAW_ATTN_ORDER = [
+    "q",
+    "k_cache",
+    "v_cache",
+    "qo_indptr",
+    "block_table",
+    "kv_len",
+    "parents",
+    "sm_scale",
+    "soft_cap",
+    "window_left",
+    "max_qo_len",
+    "max_kv_len",
+    "out",
+    "lse",
+    "cuda_kernel",
+]
 
 
 def _raw_attn_base(g: torch.Generator, size: int) -> dict[str, Any]:
@@ -393,7 +446,23 @@ _RAW_ATTN_ARGS = {
     "cuda_kernel": (),
 }
 
-_RAW_DRAFT_ORDER = ["base_logits", "w1", "w2", "anchors", "temperature", "seed", "offset", "hidden", "conf_weight", "conf_bias", "candidates", "tokens", "draft_logits", "confidence", "next_offset"]
+_RAW_DRAFT_ORDER = [
+    "base_logits",
+    "w1",
+    "w2",
+    "anchors",
+    "temperature",
+    "seed",
+    "offset",
+    "hidden",
+    "conf_weight",
+    "conf_bias",
+    "candidates",
+    "tokens",
+    "draft_logits",
+    "confidence",
+    "next_offset",
+]
 
 
 def _raw_draft_base(g: torch.Generator, size: int) -> dict[str, Any]:
@@ -434,7 +503,15 @@ def _raw_struct_check(kw: dict[str, Any], depth: Any) -> None:
     assert isinstance(depth, int) and 0 <= depth <= kw["draft_tokens"].shape[0]
 
 
-_RAW_INDICES_ORDER = ["qo_indptr", "block_table", "kv_len", "parents", "num_tokens", "num_pages", "page_size"]
+_RAW_INDICES_ORDER = [
+    "qo_indptr",
+    "block_table",
+    "kv_len",
+    "parents",
+    "num_tokens",
+    "num_pages",
+    "page_size",
+]
 
 
 def _raw_indices_base(g: torch.Generator, size: int) -> dict[str, Any]:
@@ -502,21 +579,33 @@ SPECS: dict[str, Spec] = {
     ),
     "PrefixScheduler.schedule": Spec(_sched_base, _sched_call, _sched_check, _SCHED_ARGS, _equal),
     "AsyncPrefixScheduler.step": Spec(
-        _sched_base, _async_call, _sched_check, {"confidences": ("max_lengths",), "max_lengths": ()}, _equal
+        _sched_base,
+        _async_call,
+        _sched_check,
+        {"confidences": ("max_lengths",), "max_lengths": ()},
+        _equal,
     ),
     "_C.verify_batch": Spec(
-        _raw_verify_base, _raw_verify_call, _raw_verify_check, _RAW_VERIFY_ARGS, _equal
+        _raw_verify_base, _raw_verify_call, _raw_verify_check, _RAW_VERIFY_ARGS, _equal, raw=True
     ),
     "_C.verify_attention": Spec(
-        _raw_attn_base, _raw_attn_call, _attn_check, _RAW_ATTN_ARGS, _close
+        _raw_attn_base, _raw_attn_call, _attn_check, _RAW_ATTN_ARGS, _close, raw=True
     ),
-    "_C.draft_step": Spec(_raw_draft_base, _raw_draft_call, _draft_check, _RAW_DRAFT_ARGS, _equal),
+    "_C.draft_step": Spec(
+        _raw_draft_base, _raw_draft_call, _draft_check, _RAW_DRAFT_ARGS, _equal, raw=True
+    ),
     "_C.check_verify_structure": Spec(
         _raw_struct_base,
         _positional(_C.check_verify_structure, _RAW_STRUCT_ORDER),
         _raw_struct_check,
-        {k: () for k in _RAW_STRUCT_ORDER} | {"draft_indptr": ("draft_tokens",)},
+        {k: () for k in _RAW_STRUCT_ORDER}
+        | {
+            "draft_indptr": ("draft_tokens",),
+            "draft_tokens": ("parents", "draft_indptr"),
+            "vocab_size": ("draft_tokens",),
+        },
         _equal,
+        raw=True,
     ),
     "_C.check_verify_attention_indices": Spec(
         _raw_indices_base,
@@ -526,7 +615,9 @@ SPECS: dict[str, Spec] = {
         | {
             "qo_indptr": ("block_table", "kv_len", "parents"),
             "num_tokens": ("qo_indptr", "parents"),
+            "num_pages": ("block_table",),
         },
         _equal,
+        raw=True,
     ),
 }
