@@ -287,7 +287,7 @@ def _counterexample_first_tokens(policy: str, n: int, seed: int) -> np.ndarray:
         temperature=1.0,
         seed=torch.arange(n, dtype=torch.int64) + 7919 * seed,
         offset=0,
-        max_depth=2,  # explicit: verify_batch rejects its own (R, 0) outputs when every length is 0
+        max_depth=2,  # a fixed output width, also when every length is 0
     )
     return res.tokens[:, 0].numpy()
 

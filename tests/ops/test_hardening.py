@@ -266,3 +266,21 @@ def test_tree_query_layout_validates(args, match):
 def test_tree_from_choices_rejects_fractional_ranks():
     with pytest.raises(TypeError, match="choices"):
         dspark.tree_from_choices([(0.7,)])
+
+
+@pytest.mark.parametrize("preallocated", [False, True])
+def test_verify_batch_zero_width_outputs(preallocated):
+    # No drafts and max_depth=0: (R, 0) paths and (R, 1) tokens, no caller workaround needed.
+    R, V = 3, 8
+    target = torch.randn(R, V)
+    out = dspark.VerifyResult.empty(R, 0, target.device) if preallocated else None
+    res = dspark.verify_batch(
+        target,
+        torch.zeros(0, dtype=torch.int64),
+        torch.zeros(R + 1, dtype=torch.int32),
+        max_depth=0,
+        out=out,
+    )
+    assert res.path.shape == (R, 0) and res.tokens.shape == (R, 1)
+    assert res.tokens[:, 0].tolist() == target.argmax(-1).tolist()
+    assert res.num_emitted.tolist() == [1] * R
