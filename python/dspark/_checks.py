@@ -76,8 +76,13 @@ def as_request_tensor(
     num_requests: int,
     dtype: torch.dtype,
     device: torch.device,
+    *,
+    convert: bool = False,
 ) -> torch.Tensor | None:
-    """Turn a per-request argument (None, a Python scalar, or a [R] tensor) into a [R] tensor."""
+    """Turn a per-request argument (None, a Python scalar, or a [R] tensor) into a [R] tensor.
+
+    ``convert=True`` also accepts lists/tuples and tensors on another device (moved).
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -90,12 +95,20 @@ def as_request_tensor(
         else:
             value = _as_float_in(name, value, dtype)
         return torch.full((num_requests,), value, dtype=dtype, device=device)
-    t = check_tensor(name, value, shape=(num_requests,), device=device)
+    if convert and isinstance(value, (list, tuple)):
+        value = torch.as_tensor(value)
+    t = check_tensor(name, value, device=None if convert else device)
+    if t.shape != (num_requests,):
+        raise ValueError(
+            f"{name}: expected shape ({num_requests},), got {fmt_shape(tuple(t.shape))} (a "
+            "scalar or one value per request: mismatched batch)"
+        )
     if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
         kind = "floating" if dtype.is_floating_point else "integer"
         raise TypeError(
             f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}"
         )
+    t = t.to(device)
     if not dtype.is_floating_point:
         return as_int_tensor(name, t, dtype)
     if t.dtype != dtype:

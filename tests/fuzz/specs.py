@@ -208,7 +208,7 @@ def _valid_parents(parents: torch.Tensor, indptr: list[int]) -> None:
 def _positions_base(g: torch.Generator, size: int) -> dict[str, Any]:
     n = 2 + size % 4
     return {
-        "parents": torch.tensor([-1, 0, 0, -1] + [-1] + list(range(n - 1)), dtype=i32),
+        "parents": torch.tensor([-1, 0, 0, -1, -1, *range(n - 1)], dtype=i32),
         "qo_indptr": torch.tensor([0, 4, 4 + n], dtype=i32),
         "kv_len": torch.tensor([10, n + size]),
     }

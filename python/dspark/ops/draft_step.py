@@ -6,6 +6,7 @@ head ``c_k = sigmoid(w . [h_k ; W1[x_{k-1}]] + b)`` (algorithms.md section 2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from dspark import _C
 from dspark._backend import require_cuda
 from dspark._checks import as_float, as_int, as_request_tensor, check_tensor, cuda_stream
+from dspark.sampling_params import SamplingParams, apply_sampling
 
 __all__ = ["DraftStepResult", "draft_step"]
 
@@ -56,6 +58,7 @@ def draft_step(
     conf_weight: torch.Tensor | None = None,
     conf_bias: float = 0.0,
     candidates: int = 0,
+    sampling: SamplingParams | Sequence[SamplingParams] | None = None,
 ) -> DraftStepResult:
     """Run DSpark's sequential draft stage (vanilla Markov head) for a batch, fused.
 
@@ -83,6 +86,9 @@ def draft_step(
         0: exact (the bias for every token). K > 0: only the top-K tokens of ``U_k`` are
         candidates; the returned ``draft_logits`` are -inf elsewhere, so verification stays
         lossless with respect to what was drafted (CPU only).
+    sampling : SamplingParams or list of SamplingParams, optional
+        Instead of ``temperature``, ``seed`` and ``offset`` (top-k/top-p/min-p do not apply to
+        drafting); passing both raises.
 
     Returns
     -------
@@ -119,6 +125,11 @@ def draft_step(
             device=dev,
         )
     candidates = as_int("candidates", candidates, 0, 2**31 - 1)
+    if sampling is not None:
+        b = apply_sampling(
+            sampling, num_req, dev, generator, temperature=temperature, seed=seed, offset=offset
+        )
+        temperature, seed, offset = b.temperature, b.seed, b.offset
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
     if dev.type == "cuda":  # on the CPU the native entry checks the values on the host
         if bool(((anchors < 0) | (anchors >= vocab)).any()):

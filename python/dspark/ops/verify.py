@@ -5,6 +5,7 @@ The contract is ``shared/spec/verify_batch.md``; the maths is ``algorithms.md`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -12,6 +13,7 @@ import torch
 from dspark import _C
 from dspark._backend import require_cuda
 from dspark._checks import as_int, as_int_tensor, as_request_tensor, check_tensor, cuda_stream
+from dspark.sampling_params import SamplingParams, apply_sampling
 
 __all__ = ["VerifyResult", "verify_batch"]
 
@@ -139,6 +141,7 @@ def verify_batch(
     return_logprobs: bool = False,
     out: VerifyResult | None = None,
     validate: Literal["cheap", "full", "none"] = "cheap",
+    sampling: SamplingParams | Sequence[SamplingParams] | None = None,
 ) -> VerifyResult:
     """Verify draft chains or trees against the target, losslessly, for a batch of requests.
 
@@ -188,6 +191,9 @@ def verify_batch(
         Also return log-probabilities of the emitted tokens.
     out : VerifyResult, optional
         Preallocated outputs (see :meth:`VerifyResult.empty`).
+    sampling : SamplingParams or list of SamplingParams, optional
+        Instead of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``seed`` and ``offset``
+        (one per request, or one broadcast); passing both raises.
     validate : {"cheap", "full", "none"}
         "cheap": shapes, dtypes, devices, value ranges and tree structure (O(N)); "full": also
         NaN/inf rows and probability rows that do not sum to 1 (O(N V)); "none": only what
@@ -265,6 +271,27 @@ def verify_batch(
         if draft_q.stride(-1) != 1:
             draft_q = draft_q.contiguous()
 
+    if sampling is not None:
+        b = apply_sampling(
+            sampling,
+            num_req,
+            dev,
+            generator,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            seed=seed,
+            offset=offset,
+        )
+        temperature, top_k, top_p, min_p, seed, offset = (
+            b.temperature,
+            b.top_k,
+            b.top_p,
+            b.min_p,
+            b.seed,
+            b.offset,
+        )
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
     top_k_t = as_request_tensor("top_k", top_k, num_req, torch.int32, dev)
     top_p_t = as_request_tensor("top_p", top_p, num_req, torch.float32, dev)
