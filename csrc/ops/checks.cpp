@@ -33,7 +33,7 @@ void check_tensor(const TensorView& t, const char* name, std::initializer_list<D
     dtype_ok |= d == t.dtype;
     allowed += (allowed.empty() ? "" : "|") + std::string(dtype_name(d));
   }
-  DSPARK_CHECK(dtype_ok, name, ": expected dtype ", allowed, ", got ", dtype_name(t.dtype));
+  DSPARK_CHECK_TYPE(dtype_ok, name, ": expected dtype ", allowed, ", got ", dtype_name(t.dtype));
   bool shape_ok = t.ndim == int(shape.size());
   for (int i = 0; shape_ok && i < t.ndim; ++i) shape_ok = shape[i] < 0 || shape[i] == t.shape[i];
   DSPARK_CHECK(shape_ok, name, ": expected shape ", expected_shape_str(shape), ", got ",

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: ops/. Named, table-driven tensor checks (mirrors python/dspark/_checks.py). Throw
-// std::invalid_argument, which pybind11 turns into ValueError, naming the argument and what was
-// expected and given.
+// Layer: ops/. Named, table-driven tensor checks (the one owner of validation; Python only
+// converts). Throw std::invalid_argument (ValueError in Python) or, for a wrong dtype,
+// dspark::TypeError (TypeError), naming the argument and what was expected and given.
 #pragma once
 #include <initializer_list>
 #include <string>

@@ -108,22 +108,12 @@ def draft_step(
     if dev.type == "cuda":
         require_cuda("base_logits")
     num_req, steps, vocab = base_logits.shape
-    check_tensor("w1", w1, dtypes=_FLOATS, shape=(vocab, None), device=dev)
-    check_tensor("w2", w2, dtypes=(w1.dtype,), shape=(vocab, w1.shape[1]), device=dev)
-    check_tensor(
-        "anchors", anchors, dtypes=(torch.int32, torch.int64), shape=(num_req,), device=dev
-    )
-    if (hidden is None) != (conf_weight is None):
-        raise ValueError("hidden, conf_weight: pass both (confidence head) or neither")
+    # Shapes, dtypes, devices and (CPU) values are checked by the native op (csrc/ops/
+    # draft_step.cpp); here only what the conversions and the allocations need.
+    for name, x in (("w1", w1), ("w2", w2), ("anchors", anchors)):
+        check_tensor(name, x)
     if hidden is not None:
-        check_tensor("hidden", hidden, dtypes=_FLOATS, shape=(num_req, steps, None), device=dev)
-        check_tensor(
-            "conf_weight",
-            conf_weight,
-            dtypes=(torch.float32,),
-            shape=(hidden.shape[2] + w1.shape[1],),
-            device=dev,
-        )
+        check_tensor("hidden", hidden)
     candidates = as_int("candidates", candidates, 0, 2**31 - 1)
     if sampling is not None:
         b = apply_sampling(
