@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz.specs import SPECS
+from tests.fuzz.specs_raw import RAW_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ def _run_worker(op: str, start: int) -> tuple[list[dict], dict | None, int, str]
     return results, running, proc.returncode, proc.stderr[-1500:]
 
 
-@pytest.mark.parametrize("op", list(SPECS))
+@pytest.mark.parametrize("op", [*SPECS, *RAW_SPECS])
 def test_fuzz(op):
     failures, start = [], 0
     while True:

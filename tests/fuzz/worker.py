@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.mutations import ALL, PRESERVING, SKIP
 from tests.fuzz.specs import SPECS, Spec
+from tests.fuzz.specs_raw import RAW_SPECS
 
 TYPE_LEVEL = {"none", "list", "s_none", "s_str", "s_fraction", "s_int64_overflow"}
 TYPE_LEVEL |= {"s_nan", "s_inf", "s_-inf", "drop_dim", "l_flat"}  # floats for ints, 0-dim
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=30)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    spec = SPECS[a.op]
+    spec = {**SPECS, **RAW_SPECS}[a.op]
     grid = [(arg, m) for arg in spec.args for m in ALL]
     for i in range(a.start, len(grid)):
         arg, m = grid[i]
