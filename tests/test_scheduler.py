@@ -287,7 +287,7 @@ def _counterexample_first_tokens(policy: str, n: int, seed: int) -> np.ndarray:
         temperature=1.0,
         seed=torch.arange(n, dtype=torch.int64) + 7919 * seed,
         offset=0,
-        max_depth=2,  # explicit: verify_batch rejects its own (R, 0) outputs when every length is 0
+        max_depth=2,  # a fixed output width, also when every length is 0
     )
     return res.tokens[:, 0].numpy()
 
@@ -381,6 +381,8 @@ def test_prefix_scheduler_rejects_bad_confidences(conf, exc, match):
     ("kwargs", "match"),
     [
         ({"max_lengths": torch.tensor([1, -1], dtype=torch.int32)}, r"max_lengths\[1\] = -1"),
+        ({"max_lengths": torch.tensor([1, 2**32 + 1])}, r"max_lengths: expected values that fit"),
+        ({"max_lengths": 2**40}, r"max_lengths: expected an int in"),
         (
             {"max_lengths": torch.tensor([1], dtype=torch.int32)},
             r"max_lengths: expected shape \(2,\)",

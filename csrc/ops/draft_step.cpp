@@ -2,6 +2,10 @@
 // Layer: ops/. See draft_step.h.
 #include "ops/draft_step.h"
 
+#include <cmath>
+#include <limits>
+#include <utility>
+
 #include "cpu/draft_step.h"
 #include "dspark/draft/markov_step.h"
 #include "ops/checks.h"
@@ -11,8 +15,25 @@
 #endif
 
 namespace dspark::ops {
+namespace {
 
-void draft_step(const DraftStepArgs& a) {
+/// Host-side value ranges (CPU inputs only: CUDA inputs would need a device-to-host copy).
+void check_host_values(const DraftStepArgs& a, int64_t R, int64_t V) {
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t x = a.anchors.dtype == DType::kInt64 ? a.anchors.ptr<const int64_t>()[i]
+                                                        : a.anchors.ptr<const int32_t>()[i];
+    DSPARK_CHECK(x >= 0 && x < V, "anchors: expected ids in [0, ", V, "), got anchors[", i,
+                 "] = ", x);
+    if (!a.temperature) continue;
+    const float t = a.temperature->ptr<const float>()[i];
+    DSPARK_CHECK(std::isfinite(t) && t >= 0.0f, "temperature: expected finite values >= 0, got ",
+                 "temperature[", i, "] = ", t);
+  }
+}
+
+}  // namespace
+
+void draft_step_with(const DraftStepArgs& a) {
   constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
   check_tensor(a.base_logits, "base_logits", {kF32, kF16, kBF16}, {-1, -1, -1});
   const int64_t R = a.base_logits.shape[0], G = a.base_logits.shape[1], V = a.base_logits.shape[2];
@@ -47,8 +68,26 @@ void draft_step(const DraftStepArgs& a) {
   DSPARK_CHECK(a.tokens.strides[0] == G && a.draft_logits.strides[1] == V &&
                    a.draft_logits.strides[0] == G * V && a.next_offset.strides[0] == 1,
                "out: output tensors must be contiguous");
-  if (a.confidence) check_tensor(*a.confidence, "out.confidence", {kF32}, {R, G});
-  DSPARK_CHECK(a.candidates >= 0, "candidates: expected >= 0, got ", a.candidates);
+  DSPARK_CHECK(bool(a.confidence) == bool(a.hidden),
+               "out.confidence: expected a tensor exactly when hidden/conf_weight are given (got ",
+               a.confidence ? "confidence without hidden" : "hidden without confidence", ")");
+  if (a.confidence) {
+    check_tensor(*a.confidence, "out.confidence", {kF32}, {R, G});
+    DSPARK_CHECK(a.confidence->strides[0] == G, "out.confidence: expected a contiguous tensor");
+  }
+  check_int32_sizes(a.base_logits, "base_logits");
+  check_int32_sizes(a.w1, "w1");
+  if (a.hidden) check_int32_sizes(*a.hidden, "hidden");
+  check_int_range(a.candidates, "candidates", 0, std::numeric_limits<int32_t>::max());
+  check_finite(a.conf_bias, "conf_bias");
+  for (const auto& [t, name] : {std::pair{&a.anchors, "anchors"}, {&a.seed, "seed"},
+                                {&a.offset, "offset"}, {&a.w1, "w1"}, {&a.w2, "w2"}})
+    check_contiguous(*t, name);
+  if (a.temperature) check_contiguous(*a.temperature, "temperature");
+  for (const TensorView* t : {&a.tokens, &a.draft_logits, &a.next_offset})
+    check_same_device(*t, "out", a.base_logits, "base_logits");
+  if (a.confidence) check_same_device(*a.confidence, "out.confidence", a.base_logits, "base_logits");
+  if (a.base_logits.device == DeviceType::kCPU) check_host_values(a, R, V);
 
   DraftStepParams P;
   P.base_logits = a.base_logits.data;
@@ -69,7 +108,7 @@ void draft_step(const DraftStepArgs& a) {
     P.hidden_stride_r = a.hidden->strides[0];
     P.hidden_stride_g = a.hidden->strides[1];
     P.conf_weight = a.conf_weight->ptr<const float>();
-    P.conf_bias = a.conf_bias;
+    P.conf_bias = float(a.conf_bias);
     DSPARK_CHECK(a.hidden->strides[2] == 1, "hidden: the last dimension must be contiguous");
   }
   P.num_requests = int32_t(R);
@@ -77,7 +116,7 @@ void draft_step(const DraftStepArgs& a) {
   P.vocab_size = int32_t(V);
   P.rank = int32_t(r);
   P.hidden_size = int32_t(d);
-  P.candidates = a.candidates;
+  P.candidates = int32_t(a.candidates);
   P.tokens = a.tokens.ptr<int32_t>();
   P.draft_logits = a.draft_logits.ptr<float>();
   P.confidence = a.confidence ? a.confidence->ptr<float>() : nullptr;
@@ -92,6 +131,16 @@ void draft_step(const DraftStepArgs& a) {
 #else
   throw std::invalid_argument("base_logits: got a CUDA tensor, but dspark was built without CUDA");
 #endif
+}
+
+void draft_step(TensorView base_logits, TensorView w1, TensorView w2, TensorView anchors,
+                std::optional<TensorView> temperature, TensorView seed, TensorView offset,
+                std::optional<TensorView> hidden, std::optional<TensorView> conf_weight,
+                double conf_bias, int64_t candidates, TensorView tokens, TensorView draft_logits,
+                std::optional<TensorView> confidence, TensorView next_offset, int64_t stream) {
+  draft_step_with(DraftStepArgs{base_logits, w1, w2, anchors, seed, offset, temperature, hidden,
+                                conf_weight, conf_bias, candidates, tokens, draft_logits,
+                                next_offset, confidence, stream});
 }
 
 }  // namespace dspark::ops

@@ -4,6 +4,7 @@
 #include "ops/verify.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "cpu/verify.h"
@@ -19,6 +20,8 @@ namespace {
 
 constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
 constexpr auto kI32 = DType::kInt32, kI64 = DType::kInt64;
+// max_depth beyond N only widens the -1 padding; this bounds it (python/dspark/ops/verify.py).
+constexpr int64_t kMaxPadDepth = 4096;
 
 int64_t token_at(const TensorView& t, int64_t i) {
   return t.dtype == kI64 ? t.ptr<const int64_t>()[i * t.strides[0]]
@@ -27,8 +30,9 @@ int64_t token_at(const TensorView& t, int64_t i) {
 
 }  // namespace
 
-int32_t check_verify_structure(const TensorView& draft_tokens, const TensorView& draft_indptr,
-                               const std::optional<TensorView>& parents, int64_t vocab_size) {
+int32_t check_verify_structure(TensorView draft_tokens, TensorView draft_indptr,
+                               std::optional<TensorView> parents, int64_t vocab_size) {
+  check_int_range(vocab_size, "vocab_size", 1, std::numeric_limits<int32_t>::max());
   check_tensor(draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
   check_tensor(draft_indptr, "draft_indptr", {kI32}, {-1});
   DSPARK_CHECK(draft_indptr.shape[0] >= 1, "draft_indptr: expected at least one element (R + 1), got 0");
@@ -93,7 +97,7 @@ void check_verify_values(const VerifyParams& P) {
       DSPARK_CHECK(P.top_p[r] > 0.0f && P.top_p[r] <= 1.0f, "top_p: expected values in (0, 1], got top_p[",
                    r, "] = ", P.top_p[r]);
     if (P.min_p)
-      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] < 1.0f, "min_p: expected values in [0, 1), got min_p[",
+      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] <= 1.0f, "min_p: expected values in [0, 1], got min_p[",
                    r, "] = ", P.min_p[r]);
     if (P.max_emit)
       DSPARK_CHECK(P.max_emit[r] >= 0, "max_emit: expected values >= 0, got max_emit[", r, "] = ",
@@ -103,7 +107,7 @@ void check_verify_values(const VerifyParams& P) {
 
 }  // namespace
 
-void verify_batch(const VerifyArgs& a) {
+void verify_batch_with(const VerifyArgs& a) {
   check_tensor(a.target, "target", {kF32, kF16, kBF16}, {-1, -1});
   check_tensor(a.draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
   check_tensor(a.draft_indptr, "draft_indptr", {kI32}, {-1});
@@ -114,7 +118,8 @@ void verify_batch(const VerifyArgs& a) {
                ", *) for N = ", N, " draft nodes and R = ", R, " requests, got ",
                shape_str(a.target));
   DSPARK_CHECK(V >= 1 && V < (int64_t(1) << 31), "target: vocabulary size out of range: ", V);
-  DSPARK_CHECK(a.max_depth >= 0, "max_depth: expected >= 0, got ", a.max_depth);
+  DSPARK_CHECK(a.max_depth >= 0, "max_depth: expected an int >= 0, got ", a.max_depth);
+  const int64_t D = a.max_depth;
   const TensorView& ref = a.target;
   auto same_dev = [&](const TensorView& t, const char* name) {
     check_same_device(t, name, ref, "target");
@@ -142,13 +147,20 @@ void verify_batch(const VerifyArgs& a) {
                        Opt{a.max_emit, "max_emit", kI32}}) {
     if (!o.t) continue;
     check_tensor(*o.t, o.name, {o.dtype}, {R});
+    check_contiguous(*o.t, o.name);
     same_dev(*o.t, o.name);
   }
   check_tensor(a.seed, "seed", {kI64}, {R});
+  check_contiguous(a.seed, "seed");
+  check_contiguous(a.offset, "offset");
+  check_int32_sizes(a.target, "target");
+  check_int32_sizes(a.draft_tokens, "draft_tokens");
+  DSPARK_CHECK(D <= std::max(N, kMaxPadDepth), "max_depth: expected an int in [0, max(N, ",
+               kMaxPadDepth, ")] = [0, ", std::max(N, kMaxPadDepth), "] (no path is deeper than ",
+               "the N = ", N, " draft nodes; more only pads), got ", D);
   check_tensor(a.offset, "offset", {kI64}, {R});
   same_dev(a.seed, "seed");
   same_dev(a.offset, "offset");
-  const int64_t D = a.max_depth;
   for (const Opt& o : {Opt{a.accept_len, "out.accept_len", kI32}, Opt{a.num_emitted, "out.num_emitted", kI32},
                        Opt{a.final_token, "out.final_token", kI32}, Opt{a.last_row, "out.last_row", kI32},
                        Opt{a.next_offset, "out.next_offset", kI64}}) {
@@ -184,7 +196,7 @@ void verify_batch(const VerifyArgs& a) {
     P.draft_q_dtype = a.draft_q->dtype;
     P.draft_q_row_stride = a.draft_q->strides[0];
   }
-  // Value ranges (temperature >= 0, top_p in (0, 1], ...) are checked in Python.
+  // Value ranges (temperature >= 0, top_p in (0, 1], ...): check_verify_values on host inputs.
   auto f32 = [](const std::optional<TensorView>& t) {
     return t ? t->ptr<const float>() : static_cast<const float*>(nullptr);
   };
@@ -225,6 +237,25 @@ void verify_batch(const VerifyArgs& a) {
       "target: got a CUDA tensor, but dspark was built without CUDA (rebuild with nvcc on PATH "
       "and DSPARK_CUDA=ON)");
 #endif
+}
+
+void verify_batch(TensorView target, TensorView draft_tokens, TensorView draft_indptr,
+                  std::optional<TensorView> parents, std::optional<TensorView> draft_q,
+                  int64_t q_kind, int64_t sampling, std::optional<TensorView> temperature,
+                  std::optional<TensorView> top_k, std::optional<TensorView> top_p,
+                  std::optional<TensorView> min_p, TensorView seed, TensorView offset,
+                  std::optional<TensorView> max_emit, bool target_is_probs, int64_t max_depth,
+                  TensorView accept_len, TensorView num_emitted, TensorView tokens,
+                  TensorView final_token, TensorView final_is_bonus, TensorView path,
+                  TensorView last_row, TensorView next_offset, std::optional<TensorView> logprobs,
+                  int64_t stream) {
+  check_int_range(q_kind, "q_kind", 0, 2);
+  check_int_range(sampling, "draft_sampling", 0, 1);
+  verify_batch_with(VerifyArgs{target, draft_tokens, draft_indptr, parents, draft_q, temperature, top_k,
+                          top_p, min_p, max_emit, seed, offset, static_cast<DraftQ>(q_kind),
+                          static_cast<DraftSampling>(sampling), target_is_probs, max_depth,
+                          accept_len, num_emitted, tokens, final_token, final_is_bonus, path,
+                          last_row, next_offset, logprobs, stream});
 }
 
 }  // namespace dspark::ops

@@ -77,11 +77,11 @@ class PrefixScheduler:
     @property
     def early_stop(self) -> bool:
         ...
-def check_verify_attention_indices(qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any, num_tokens: typing.SupportsInt | typing.SupportsIndex, num_pages: typing.SupportsInt | typing.SupportsIndex, page_size: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int]:
+def check_verify_attention_indices(qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any | None, num_tokens: typing.SupportsInt | typing.SupportsIndex, num_pages: typing.SupportsInt | typing.SupportsIndex, page_size: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int]:
     """
     Checks host index tensors of verify_attention; returns (max_qo_len, max_kv_len).
     """
-def check_verify_structure(draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any, vocab_size: typing.SupportsInt | typing.SupportsIndex) -> int:
+def check_verify_structure(draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any | None, vocab_size: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     O(N) structural checks of host index tensors; returns the deepest tree depth.
     """
@@ -97,15 +97,15 @@ def cuda_device_count() -> tuple[int, int, str]:
     """
     (count, cuda error code, message); never raises, also without a driver.
     """
-def draft_step(base_logits: typing.Any, w1: typing.Any, w2: typing.Any, anchors: typing.Any, temperature: typing.Any, seed: typing.Any, offset: typing.Any, hidden: typing.Any, conf_weight: typing.Any, conf_bias: typing.SupportsFloat | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, tokens: typing.Any, draft_logits: typing.Any, confidence: typing.Any, next_offset: typing.Any, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+def draft_step(base_logits: typing.Any, w1: typing.Any, w2: typing.Any, anchors: typing.Any, temperature: typing.Any | None, seed: typing.Any, offset: typing.Any, hidden: typing.Any | None, conf_weight: typing.Any | None, conf_bias: typing.SupportsFloat | typing.SupportsIndex, candidates: typing.SupportsInt | typing.SupportsIndex, tokens: typing.Any, draft_logits: typing.Any, confidence: typing.Any | None, next_offset: typing.Any, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Low-level fused draft step on preallocated outputs; use dspark.draft_step.
     """
-def verify_attention(q: typing.Any, k_cache: typing.Any, v_cache: typing.Any, qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any, sm_scale: typing.SupportsFloat | typing.SupportsIndex, soft_cap: typing.SupportsFloat | typing.SupportsIndex, window_left: typing.SupportsInt | typing.SupportsIndex, max_qo_len: typing.SupportsInt | typing.SupportsIndex, max_kv_len: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, lse: typing.Any, cuda_kernel: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+def verify_attention(q: typing.Any, k_cache: typing.Any, v_cache: typing.Any, qo_indptr: typing.Any, block_table: typing.Any, kv_len: typing.Any, parents: typing.Any | None, sm_scale: typing.SupportsFloat | typing.SupportsIndex, soft_cap: typing.SupportsFloat | typing.SupportsIndex, window_left: typing.SupportsInt | typing.SupportsIndex, max_qo_len: typing.SupportsInt | typing.SupportsIndex, max_kv_len: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, lse: typing.Any | None, cuda_kernel: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Low-level verify_attention on preallocated outputs; use dspark.verify_attention.
     """
-def verify_batch(target: typing.Any, draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any, draft_q: typing.Any, q_kind: typing.SupportsInt | typing.SupportsIndex, sampling: typing.SupportsInt | typing.SupportsIndex, temperature: typing.Any, top_k: typing.Any, top_p: typing.Any, min_p: typing.Any, seed: typing.Any, offset: typing.Any, max_emit: typing.Any, target_is_probs: bool, max_depth: typing.SupportsInt | typing.SupportsIndex, accept_len: typing.Any, num_emitted: typing.Any, tokens: typing.Any, final_token: typing.Any, final_is_bonus: typing.Any, path: typing.Any, last_row: typing.Any, next_offset: typing.Any, logprobs: typing.Any, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+def verify_batch(target: typing.Any, draft_tokens: typing.Any, draft_indptr: typing.Any, parents: typing.Any | None, draft_q: typing.Any | None, q_kind: typing.SupportsInt | typing.SupportsIndex, sampling: typing.SupportsInt | typing.SupportsIndex, temperature: typing.Any | None, top_k: typing.Any | None, top_p: typing.Any | None, min_p: typing.Any | None, seed: typing.Any, offset: typing.Any, max_emit: typing.Any | None, target_is_probs: bool, max_depth: typing.SupportsInt | typing.SupportsIndex, accept_len: typing.Any, num_emitted: typing.Any, tokens: typing.Any, final_token: typing.Any, final_is_bonus: typing.Any, path: typing.Any, last_row: typing.Any, next_offset: typing.Any, logprobs: typing.Any | None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Low-level verify_batch on preallocated outputs; use dspark.verify_batch.
     """

@@ -23,6 +23,7 @@ from dspark.ops.tree import (
 )
 from dspark.ops.verify import VerifyResult, verify_batch
 from dspark.ops.verify_attention import verify_attention
+from dspark.sampling_params import SamplingParams
 from dspark.scheduler import LoadMonitor, PrefixScheduler, SpsTable
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "DraftStepResult",
     "LoadMonitor",
     "PrefixScheduler",
+    "SamplingParams",
     "SpeculativeGenerator",
     "SpsTable",
     "VerifyResult",

@@ -6,11 +6,25 @@ Every message names the argument, what was expected and what was given, e.g.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["as_request_tensor", "check_tensor", "fmt_shape"]
+__all__ = [
+    "as_float",
+    "as_int",
+    "as_int_tensor",
+    "as_request_tensor",
+    "check_tensor",
+    "cuda_stream",
+    "fmt_shape",
+]
+
+_INT_RANGE = {
+    torch.int32: (-(2**31), 2**31 - 1),
+    torch.int64: (-(2**63), 2**63 - 1),
+}
 
 
 def fmt_shape(shape: Sequence[int | None]) -> str:
@@ -62,8 +76,13 @@ def as_request_tensor(
     num_requests: int,
     dtype: torch.dtype,
     device: torch.device,
+    *,
+    convert: bool = False,
 ) -> torch.Tensor | None:
-    """Turn a per-request argument (None, a Python scalar, or a [R] tensor) into a [R] tensor."""
+    """Turn a per-request argument (None, a Python scalar, or a [R] tensor) into a [R] tensor.
+
+    ``convert=True`` also accepts lists/tuples and tensors on another device (moved).
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -71,13 +90,88 @@ def as_request_tensor(
             f"{name}: expected a number or a tensor of shape ({num_requests},), got bool"
         )
     if isinstance(value, (int, float)):
+        if not dtype.is_floating_point:
+            value = as_int(name, value, *_INT_RANGE[dtype])
+        else:
+            value = _as_float_in(name, value, dtype)
         return torch.full((num_requests,), value, dtype=dtype, device=device)
-    t = check_tensor(name, value, shape=(num_requests,), device=device)
+    if convert and isinstance(value, (list, tuple)):
+        value = torch.as_tensor(value)
+    t = check_tensor(name, value, device=None if convert else device)
+    if t.shape != (num_requests,):
+        raise ValueError(
+            f"{name}: expected shape ({num_requests},), got {fmt_shape(tuple(t.shape))} (a "
+            "scalar or one value per request: mismatched batch)"
+        )
     if t.dtype.is_floating_point != dtype.is_floating_point or t.dtype == torch.bool:
         kind = "floating" if dtype.is_floating_point else "integer"
         raise TypeError(
             f"{name}: expected a {kind} tensor, got {str(t.dtype).removeprefix('torch.')}"
         )
+    t = t.to(device)
+    if not dtype.is_floating_point:
+        return as_int_tensor(name, t, dtype)
     if t.dtype != dtype:
         t = t.to(dtype)
     return t if t.is_contiguous() else t.contiguous()
+
+
+def as_float(name: str, value: object) -> float:
+    """Convert a Python scalar meant as a float (finiteness is the native op's check)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    return float(value)
+
+
+def _as_float_in(name: str, value: float, dtype: torch.dtype) -> float:
+    """``float(value)``, with a named error when it overflows ``dtype`` (NaN/inf pass through)."""
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if math.isfinite(v) and abs(v) > torch.finfo(dtype).max:
+        raise ValueError(f"{name}: expected a value that fits in {dtype}, got {value!r}")
+    return v
+
+
+def as_int(name: str, value: object, lo: int, hi: int) -> int:
+    """Convert a Python scalar meant as an int, refusing bools, fractions and values off [lo, hi].
+
+    Integral floats (``2.0``) are accepted; ``2.5`` raises instead of truncating.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise TypeError(f"{name}: expected an int, got the non-integral float {value!r}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name}: expected an int in [{lo}, {hi}], got {v}")
+    return v
+
+
+def as_int_tensor(name: str, t: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    """Convert an integer tensor to a contiguous ``dtype`` tensor, raising instead of wrapping.
+
+    A narrowing conversion checks the values first (one reduction; a host sync on CUDA).
+    """
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(
+            f"{name}: expected an integer tensor, got {str(t.dtype).removeprefix('torch.')}"
+        )
+    if t.dtype != dtype:
+        lo, hi = _INT_RANGE[dtype]
+        if t.numel() and t.dtype.itemsize > dtype.itemsize:
+            bad = (t < lo) | (t > hi)
+            if bool(bad.any()):
+                i = tuple(int(x) for x in torch.nonzero(bad)[0])
+                raise ValueError(
+                    f"{name}: expected values that fit in {str(dtype).removeprefix('torch.')} "
+                    f"[{lo}, {hi}], got {name}[{', '.join(map(str, i))}] = {int(t[i])}"
+                )
+        t = t.to(dtype)
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def cuda_stream(t: torch.Tensor) -> int:
+    """The current CUDA stream of ``t``'s device as an int (0 for CPU tensors)."""
+    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0

@@ -66,6 +66,7 @@ CASES = {
     "top_k": Case([5, 5, 5], temperature=[1.0, 0.7, 1.2], top_k=7),
     "top_p": Case([5, 5, 5], temperature=[1.0, 0.7, 1.2], top_p=0.8),
     "min_p": Case([5, 5, 5], temperature=[1.0, 0.7, 1.2], min_p=0.05),
+    "min_p_one": Case([5, 5, 5], temperature=[1.0, 0.7, 1.2], min_p=1.0),
     "top_k_top_p_tree": Case([10, 6], tree=True, temperature=[1.0, 0.8], top_k=10, top_p=0.9),
     "probs_in": Case([5, 3, 6], is_probs=True, temperature=[1.0, 1.0, 1.0]),
     "probs_in_tempered": Case([5, 3, 6], is_probs=True, temperature=[0.7, 1.5, 1.0], top_p=0.9),
@@ -83,6 +84,19 @@ def test_verify_batch_matches_reference(name):
     batch = make_batch(case)
     res = run(batch, return_logprobs=True)
     assert_matches_reference(case, res, batch)
+
+
+@pytest.mark.parametrize("tree", [False, True])
+def test_verify_batch_min_p_one_keeps_argmax_ties(tree):
+    # min_p = 1.0 is legal (the contract sets no upper bound): it keeps the argmax and its ties.
+    case = Case([6, 4, 7], tree=tree, temperature=[1.0, 0.5, 2.0], min_p=1.0)
+    batch = make_batch(case)
+    batch["target"] = (batch["target"] * 0.5).round()  # integer logits: many tied maxima
+    res = run(batch)
+    assert_matches_reference(case, res, batch)
+    for r in range(3):  # every emitted token is one of its row's tied maxima
+        last = batch["target"][int(res.last_row[r])]
+        assert last[int(res.final_token[r])] == last.max(), r
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

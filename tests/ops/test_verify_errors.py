@@ -75,7 +75,7 @@ BAD = [
     ({"top_p": 1.5}, ValueError, "top_p"),
     ({"top_k": torch.tensor([-1, 3])}, ValueError, "top_k: expected values >= 0"),
     ({"top_k": torch.tensor([1.5, 3.0])}, TypeError, "top_k: expected a integer tensor"),
-    ({"min_p": 1.0}, ValueError, "min_p"),
+    ({"min_p": 1.5}, ValueError, "min_p"),
     ({"max_emit": -1}, ValueError, "max_emit"),
     ({"seed": torch.tensor([1.0, 2.0])}, TypeError, "seed"),
     ({"max_depth": -1}, ValueError, "max_depth"),

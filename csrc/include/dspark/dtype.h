@@ -9,7 +9,10 @@
 namespace dspark {
 
 /// Element types that cross the binding. Values are stable (they appear in error messages).
-enum class DType : int32_t { kFloat32 = 0, kFloat16, kBFloat16, kInt32, kInt64, kUInt8, kBool, kFloat64 };
+/// kUnsupported marks a borrowed tensor of any other dtype, so the op's check can name it.
+enum class DType : int32_t {
+  kFloat32 = 0, kFloat16, kBFloat16, kInt32, kInt64, kUInt8, kBool, kFloat64, kUnsupported
+};
 
 inline const char* dtype_name(DType t) {
   switch (t) {
@@ -21,6 +24,7 @@ inline const char* dtype_name(DType t) {
     case DType::kUInt8: return "uint8";
     case DType::kBool: return "bool";
     case DType::kFloat64: return "float64";
+    case DType::kUnsupported: return "unsupported (not float16/32/64, bfloat16, int32/64, uint8, bool)";
   }
   return "unknown";
 }

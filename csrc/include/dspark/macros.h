@@ -26,7 +26,19 @@ inline std::string str_cat(const Args&... args) {
   return os.str();
 }
 
+/// A wrong type (a tensor's dtype): pybind11 maps it to TypeError (bindings/module.cpp); it is an
+/// std::invalid_argument for every other caller.
+struct TypeError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
 }  // namespace dspark
+
+/// Like DSPARK_CHECK, for a wrong type (raises TypeError in Python).
+#define DSPARK_CHECK_TYPE(cond, ...)                                              \
+  do {                                                                            \
+    if (!(cond)) throw ::dspark::TypeError(::dspark::str_cat(__VA_ARGS__));       \
+  } while (0)
 
 /// Host-side check that throws std::invalid_argument (pybind11 maps it to ValueError).
 #define DSPARK_CHECK(cond, ...)                                           \

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from dspark._checks import as_request_tensor
+
 __all__ = ["RequestParams", "check_generate_inputs", "default_token_ids"]
 
 
@@ -31,24 +33,6 @@ class RequestParams:
     @property
     def device(self) -> torch.device:
         return self.input_ids.device
-
-
-def _per_request(
-    name: str, value: Any, batch: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    if isinstance(value, bool):
-        raise TypeError(f"{name}: expected a number or one value per request, got bool")
-    if isinstance(value, (int, float)):
-        return torch.full((batch,), value, dtype=dtype, device=device)
-    t = torch.as_tensor(value)
-    if t.dim() != 1 or t.shape[0] != batch:
-        raise ValueError(
-            f"{name}: expected a scalar or one value per request, shape ({batch},), got shape "
-            f"{tuple(t.shape)} (mismatched batch)"
-        )
-    if not dtype.is_floating_point and t.is_floating_point():
-        raise TypeError(f"{name}: expected integers, got {t.dtype}")
-    return t.to(device=device, dtype=dtype)
 
 
 def default_token_ids(target: Any, field: str) -> list[int]:
@@ -112,16 +96,18 @@ def check_generate_inputs(
     if bool(((real < 0) | (real >= vocab)).any()):
         bad = int(real[(real < 0) | (real >= vocab)][0])
         raise ValueError(f"input_ids: expected token ids in [0, {vocab}), got {bad}")
-    mnt = _per_request("max_new_tokens", max_new_tokens, bsz, torch.int64, device)
+    mnt = as_request_tensor(
+        "max_new_tokens", max_new_tokens, bsz, torch.int64, device, convert=True
+    )
     if bool((mnt < 1).any()):
         raise ValueError(f"max_new_tokens: expected values >= 1, got {mnt.min().item()}")
-    temp = _per_request("temperature", temperature, bsz, torch.float32, device)
+    temp = as_request_tensor("temperature", temperature, bsz, torch.float32, device, convert=True)
     if bool(((temp < 0) | ~torch.isfinite(temp)).any()):
         raise ValueError(f"temperature: expected finite values >= 0, got {temp.tolist()}")
-    tk = _per_request("top_k", top_k, bsz, torch.int32, device)
+    tk = as_request_tensor("top_k", top_k, bsz, torch.int32, device, convert=True)
     if bool((tk < 0).any()):
         raise ValueError(f"top_k: expected values >= 0, got {tk.tolist()}")
-    tp = _per_request("top_p", top_p, bsz, torch.float32, device)
+    tp = as_request_tensor("top_p", top_p, bsz, torch.float32, device, convert=True)
     if bool(((tp <= 0) | (tp > 1)).any()):
         raise ValueError(f"top_p: expected values in (0, 1], got {tp.tolist()}")
     if stop_token_ids is None:

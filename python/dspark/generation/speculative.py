@@ -204,8 +204,7 @@ class SpeculativeGenerator:
             top_p=prm.top_p,
             seed=vseed,
             offset=voffset,
-            # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
-            max_depth=1,
+            max_depth=0,  # no drafts: the output is the first sampled token only
         )
         voffset = res.next_offset
         anchor = res.final_token.long()
@@ -301,8 +300,7 @@ class SpeculativeGenerator:
             tokens[:, 1:][d_mask],
             indptr,
             draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
-            # max_depth >= 1: verify_batch rejects its own zero-width (R, 0) `path` output.
-            max_depth=max(n_max, 1),
+            max_depth=n_max,
             **verify_args,
         )
         keep = res.accept_len.long() + 1

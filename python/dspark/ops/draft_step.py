@@ -6,13 +6,15 @@ head ``c_k = sigmoid(w . [h_k ; W1[x_{k-1}]] + b)`` (docs/algorithms.md section 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_request_tensor, check_tensor
+from dspark._checks import as_float, as_int, as_request_tensor, check_tensor, cuda_stream
+from dspark.sampling_params import SamplingParams, apply_sampling
 
 __all__ = ["DraftStepResult", "draft_step"]
 
@@ -56,6 +58,7 @@ def draft_step(
     conf_weight: torch.Tensor | None = None,
     conf_bias: float = 0.0,
     candidates: int = 0,
+    sampling: SamplingParams | Sequence[SamplingParams] | None = None,
 ) -> DraftStepResult:
     """Run DSpark's sequential draft stage (vanilla Markov head) for a batch, fused.
 
@@ -83,6 +86,9 @@ def draft_step(
         0: exact (the bias for every token). K > 0: only the top-K tokens of ``U_k`` are
         candidates; the returned ``draft_logits`` are -inf elsewhere, so verification stays
         lossless with respect to what was drafted (CPU only).
+    sampling : SamplingParams or list of SamplingParams, optional
+        Instead of ``temperature``, ``seed`` and ``offset`` (top-k/top-p/min-p do not apply to
+        drafting); passing both raises.
 
     Returns
     -------
@@ -102,31 +108,29 @@ def draft_step(
     if dev.type == "cuda":
         require_cuda("base_logits")
     num_req, steps, vocab = base_logits.shape
-    check_tensor("w1", w1, dtypes=_FLOATS, shape=(vocab, None), device=dev)
-    check_tensor("w2", w2, dtypes=(w1.dtype,), shape=(vocab, w1.shape[1]), device=dev)
-    check_tensor(
-        "anchors", anchors, dtypes=(torch.int32, torch.int64), shape=(num_req,), device=dev
-    )
-    if bool(((anchors < 0) | (anchors >= vocab)).any()):
-        raise ValueError(f"anchors: expected ids in [0, {vocab}), got {anchors.tolist()}")
-    if (hidden is None) != (conf_weight is None):
-        raise ValueError("hidden, conf_weight: pass both (confidence head) or neither")
-    if hidden is not None:
-        check_tensor("hidden", hidden, dtypes=_FLOATS, shape=(num_req, steps, None), device=dev)
-        check_tensor(
-            "conf_weight",
-            conf_weight,
-            dtypes=(torch.float32,),
-            shape=(hidden.shape[2] + w1.shape[1],),
-            device=dev,
+    # Shapes, dtypes, devices and (CPU) values are checked by the native op (csrc/ops/
+    # draft_step.cpp); here only what the conversions and the allocations need.
+    for name, x in (("w1", w1), ("w2", w2), ("anchors", anchors)):
+        check_tensor(name, x)
+    for name, x in (("hidden", hidden), ("conf_weight", conf_weight)):
+        if x is not None:
+            check_tensor(name, x)
+    candidates = as_int("candidates", candidates, 0, 2**31 - 1)
+    if sampling is not None:
+        b = apply_sampling(
+            sampling, num_req, dev, generator, temperature=temperature, seed=seed, offset=offset
         )
-    if not isinstance(candidates, int) or candidates < 0:
-        raise ValueError(f"candidates: expected an int >= 0, got {candidates!r}")
+        temperature, seed, offset = b.temperature, b.seed, b.offset
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
-    if temperature_t is not None and not bool(
-        ((temperature_t >= 0) & torch.isfinite(temperature_t)).all()
-    ):
-        raise ValueError(f"temperature: expected finite values >= 0, got {temperature_t.tolist()}")
+    if dev.type == "cuda":  # on the CPU the native entry checks the values on the host
+        if bool(((anchors < 0) | (anchors >= vocab)).any()):
+            raise ValueError(f"anchors: expected ids in [0, {vocab}), got {anchors.tolist()}")
+        if temperature_t is not None and not bool(
+            ((temperature_t >= 0) & torch.isfinite(temperature_t)).all()
+        ):
+            raise ValueError(
+                f"temperature: expected finite values >= 0, got {temperature_t.tolist()}"
+            )
     if seed is None:
         seed = torch.randint(0, 2**62, (num_req,), generator=generator, dtype=torch.int64)
     seed_t = as_request_tensor("seed", seed, num_req, torch.int64, dev)
@@ -154,11 +158,12 @@ def draft_step(
         offset_t,
         hidden,
         conf_weight,
-        float(conf_bias),
+        as_float("conf_bias", conf_bias),
         candidates,
         tokens,
         logits,
         conf,
         next_offset,
+        cuda_stream(base_logits),
     )
     return DraftStepResult(tokens, logits, conf, next_offset)

@@ -11,7 +11,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from dspark._checks import check_tensor
+from dspark._checks import as_int, as_int_tensor, check_tensor
 
 __all__ = [
     "SGLangTree",
@@ -21,6 +21,32 @@ __all__ = [
     "tree_positions",
     "tree_query_layout",
 ]
+
+
+def _indptr(name: str, t: object) -> torch.Tensor:
+    """Check a CSR offsets tensor (1-D, integer, starts at 0, non-decreasing); return it (int64)."""
+    check_tensor(name, t, shape=(None,))
+    assert isinstance(t, torch.Tensor)
+    t = as_int_tensor(name, t, torch.int64)
+    if t.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one element (R + 1), got 0")
+    if int(t[0]) != 0:
+        raise ValueError(f"{name}: expected {name}[0] == 0, got {int(t[0])}")
+    step = t[1:] - t[:-1]
+    if bool((step < 0).any()):
+        r = int(torch.nonzero(step < 0)[0, 0])
+        raise ValueError(
+            f"{name}: must be non-decreasing, got {name}[{r}] = {int(t[r])} > "
+            f"{name}[{r + 1}] = {int(t[r + 1])}"
+        )
+    return t
+
+
+def _parents(t: object, total: int) -> torch.Tensor:
+    """Check local parents: integer, shape (total,), -1 <= p (the local bound is checked later)."""
+    check_tensor("parents", t, shape=(total,))
+    assert isinstance(t, torch.Tensor)
+    return as_int_tensor("parents", t, torch.int64)
 
 
 def tree_from_choices(
@@ -47,7 +73,12 @@ def tree_from_choices(
     >>> parents.tolist(), order
     ([-1, -1, 0], [(0,), (1,), (0, 0)])
     """
-    order = sorted({tuple(int(c) for c in ch) for ch in choices}, key=lambda c: (len(c), c))
+    if not isinstance(choices, Sequence) or not all(isinstance(ch, Sequence) for ch in choices):
+        raise TypeError(
+            f"choices: expected a sequence of paths (sequences of int), got {choices!r}"
+        )
+    ranks = {tuple(as_int("choices", c, -(2**31), 2**31 - 1) for c in ch) for ch in choices}
+    order = sorted(ranks, key=lambda c: (len(c), c))
     index = {c: i for i, c in enumerate(order)}
     parents = []
     for c in order:
@@ -99,8 +130,8 @@ def tree_from_sglang(
     check_tensor(
         "retrive_next_sibling", retrive_next_sibling, shape=tuple(retrive_next_token.shape)
     )
-    nxt = retrive_next_token.cpu().tolist()
-    sib = retrive_next_sibling.cpu().tolist()
+    nxt = as_int_tensor("retrive_next_token", retrive_next_token, torch.int64).cpu().tolist()
+    sib = as_int_tensor("retrive_next_sibling", retrive_next_sibling, torch.int64).cpu().tolist()
     b, n1 = retrive_next_token.shape
     parents: list[int] = []
     order: list[list[int]] = []
@@ -165,9 +196,8 @@ def tree_query_layout(
     >>> qp.tolist(), ip.tolist()
     ([-1, 0, 0, 1], [0, 4])
     """
-    check_tensor("draft_indptr", draft_indptr, shape=(None,))
-    ip = draft_indptr.cpu().tolist()
-    par = None if parents is None else parents.cpu().tolist()
+    ip = _indptr("draft_indptr", draft_indptr).cpu().tolist()
+    par = None if parents is None else _parents(parents, ip[-1]).cpu().tolist()
     out: list[int] = []
     for r in range(len(ip) - 1):
         n0, n = ip[r], ip[r + 1] - ip[r]
@@ -179,7 +209,9 @@ def tree_query_layout(
                     f"parents: expected -1 <= parents[i] < i, got parents[{n0 + i}] = {p}"
                 )
             out.append(p + 1)
-    qo_indptr = draft_indptr.cpu().to(torch.int32) + torch.arange(len(ip), dtype=torch.int32)
+    qo_indptr = as_int_tensor(
+        "draft_indptr", torch.tensor(ip, dtype=torch.int64) + torch.arange(len(ip)), torch.int32
+    )
     return (
         torch.tensor(out, dtype=torch.int32, device=draft_indptr.device),
         qo_indptr.to(draft_indptr.device),
@@ -233,9 +265,8 @@ def tree_attention_mask(
     if draft_indptr is not None:
         parents, qo_indptr = tree_query_layout(parents, draft_indptr)
     assert qo_indptr is not None
-    check_tensor("qo_indptr", qo_indptr, shape=(None,))
-    ip = qo_indptr.cpu().tolist()
-    par = None if parents is None else parents.cpu().tolist()
+    ip = _indptr("qo_indptr", qo_indptr).cpu().tolist()
+    par = None if parents is None else _parents(parents, ip[-1]).cpu().tolist()
     q_max = max((ip[r + 1] - ip[r] for r in range(len(ip) - 1)), default=1)
     dense = torch.zeros(ip[-1], max(q_max, 1), dtype=torch.bool)
     for r in range(len(ip) - 1):
@@ -285,20 +316,25 @@ def tree_positions(
     ...                torch.tensor([0, 4], dtype=torch.int32), torch.tensor([10])).tolist()
     [6, 7, 7, 8]
     """
-    check_tensor("qo_indptr", qo_indptr, shape=(None,))
-    r = qo_indptr.shape[0] - 1
+    ip = _indptr("qo_indptr", qo_indptr)
+    r = ip.shape[0] - 1
     check_tensor("kv_len", kv_len, shape=(r,))
     dev = qo_indptr.device
-    ip = qo_indptr.to(torch.int64)
     qo_len = ip[1:] - ip[:-1]
-    t = int(ip[-1]) if r > 0 else 0
+    kv = as_int_tensor("kv_len", kv_len, torch.int64).to(dev)
+    if bool((kv < qo_len).any()):
+        i = int(torch.nonzero(kv < qo_len)[0, 0])
+        raise ValueError(
+            f"kv_len: kv_len[{i}] = {int(kv[i])} is smaller than the request's query count "
+            f"qo_len = {int(qo_len[i])} (kv_len includes the queries' own K/V)"
+        )
+    t = int(ip[-1])
     req = torch.repeat_interleave(torch.arange(r, device=dev), qo_len, output_size=t)
     local = torch.arange(t, device=dev) - ip[:-1][req]
-    prefix = kv_len.to(device=dev, dtype=torch.int64) - qo_len
+    prefix = kv - qo_len
     if parents is None:
         return prefix[req] + local
-    check_tensor("parents", parents, shape=(t,))
-    p = parents.to(device=dev, dtype=torch.int64)
+    p = _parents(parents, t).to(dev)
     if bool(((p < -1) | (p >= local)).any()):
         raise ValueError("parents: expected -1 <= parents[t] < local index of query t")
     glob = torch.where(p >= 0, ip[:-1][req] + p, -1)

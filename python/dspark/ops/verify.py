@@ -5,21 +5,23 @@ The contract is ``docs/verify_batch.md``; the maths is ``docs/algorithms.md`` se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
 
 from dspark import _C
 from dspark._backend import require_cuda
-from dspark._checks import as_request_tensor, check_tensor
+from dspark._checks import as_int, as_int_tensor, as_request_tensor, check_tensor, cuda_stream
+from dspark.sampling_params import SamplingParams, apply_sampling
 
 __all__ = ["VerifyResult", "verify_batch"]
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
-_INTS = (torch.int32, torch.int64)
 _Q_KIND = {None: 0, "probs": 1, "logits": 2}
 _SAMPLING = {"with_replacement": 0, "without_replacement": 1}
 _VALIDATE = ("cheap", "full", "none")
+_MAX_PAD_DEPTH = 4096  # max_depth beyond N only widens the padding (kMaxPadDepth in C++)
 
 
 class VerifyResult(NamedTuple):
@@ -95,11 +97,6 @@ class VerifyResult(NamedTuple):
         )
 
 
-def _as_i32(t: torch.Tensor) -> torch.Tensor:
-    t = t if t.dtype == torch.int32 else t.to(torch.int32)
-    return t if t.is_contiguous() else t.contiguous()
-
-
 def _check_range(name: str, t: torch.Tensor | None, ok: torch.Tensor | None, expected: str) -> None:
     if t is None or ok is None or bool(ok.all()):
         return
@@ -143,6 +140,7 @@ def verify_batch(
     return_logprobs: bool = False,
     out: VerifyResult | None = None,
     validate: Literal["cheap", "full", "none"] = "cheap",
+    sampling: SamplingParams | Sequence[SamplingParams] | None = None,
 ) -> VerifyResult:
     """Verify draft chains or trees against the target, losslessly, for a batch of requests.
 
@@ -192,6 +190,9 @@ def verify_batch(
         Also return log-probabilities of the emitted tokens.
     out : VerifyResult, optional
         Preallocated outputs (see :meth:`VerifyResult.empty`).
+    sampling : SamplingParams or list of SamplingParams, optional
+        Instead of ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``seed`` and ``offset``
+        (one per request, or one broadcast); passing both raises.
     validate : {"cheap", "full", "none"}
         "cheap": shapes, dtypes, devices, value ranges and tree structure (O(N)); "full": also
         NaN/inf rows and probability rows that do not sum to 1 (O(N V)); "none": only what
@@ -238,8 +239,10 @@ def verify_batch(
         require_cuda("target")
     elif dev.type != "cpu":
         raise ValueError(f"target: expected a CPU or CUDA tensor, got device {dev}")
-    check_tensor("draft_tokens", draft_tokens, dtypes=_INTS, shape=(None,), device=dev)
-    check_tensor("draft_indptr", draft_indptr, dtypes=_INTS, shape=(None,), device=dev)
+    # Dtypes, devices, shapes against N and R, and the tree structure are checked by the native
+    # op (csrc/ops/verify.cpp); here only what the conversions need (R, N and integer widths).
+    check_tensor("draft_tokens", draft_tokens, shape=(None,))
+    check_tensor("draft_indptr", draft_indptr, shape=(None,))
     num_req = draft_indptr.shape[0] - 1
     num_nodes, vocab = draft_tokens.shape[0], target.shape[1]
     if num_req < 1:
@@ -247,28 +250,41 @@ def verify_batch(
             f"draft_indptr: empty batch: expected shape (R + 1,) with R >= 1, got "
             f"({draft_indptr.shape[0]},)"
         )
-    if target.shape[0] != num_nodes + num_req:
-        raise ValueError(
-            f"target: expected shape (N + R, V) = ({num_nodes + num_req}, *) for N = {num_nodes} "
-            f"draft nodes and R = {num_req} requests, got {tuple(target.shape)}"
-        )
     if target.stride(-1) != 1:
         target = target.contiguous()
-    draft_indptr = _as_i32(draft_indptr)
+    draft_indptr = as_int_tensor("draft_indptr", draft_indptr)
     draft_tokens = draft_tokens if draft_tokens.is_contiguous() else draft_tokens.contiguous()
     if parents is not None:
-        check_tensor("parents", parents, dtypes=_INTS, shape=(num_nodes,), device=dev)
-        parents = _as_i32(parents)
+        parents = as_int_tensor("parents", check_tensor("parents", parents))
     if draft_probs is not None and draft_logits is not None:
         raise ValueError("draft_probs, draft_logits: pass at most one of them")
     q_name = "draft_probs" if draft_probs is not None else "draft_logits"
     draft_q = draft_probs if draft_probs is not None else draft_logits
     q_kind = _Q_KIND[None if draft_q is None else q_name.removeprefix("draft_")]
-    if draft_q is not None:
-        check_tensor(q_name, draft_q, dtypes=_FLOATS, shape=(num_nodes, vocab), device=dev)
-        if draft_q.stride(-1) != 1:
-            draft_q = draft_q.contiguous()
+    if draft_q is not None and check_tensor(q_name, draft_q).stride(-1) != 1:
+        draft_q = draft_q.contiguous()
 
+    if sampling is not None:
+        b = apply_sampling(
+            sampling,
+            num_req,
+            dev,
+            generator,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            seed=seed,
+            offset=offset,
+        )
+        temperature, top_k, top_p, min_p, seed, offset = (
+            b.temperature,
+            b.top_k,
+            b.top_p,
+            b.min_p,
+            b.seed,
+            b.offset,
+        )
     temperature_t = as_request_tensor("temperature", temperature, num_req, torch.float32, dev)
     top_k_t = as_request_tensor("top_k", top_k, num_req, torch.int32, dev)
     top_p_t = as_request_tensor("top_p", top_p, num_req, torch.float32, dev)
@@ -299,8 +315,8 @@ def verify_batch(
         _check_range(
             "min_p",
             min_p_t,
-            None if min_p_t is None else (min_p_t >= 0) & (min_p_t < 1),
-            "values in [0, 1)",
+            None if min_p_t is None else (min_p_t >= 0) & (min_p_t <= 1),
+            "values in [0, 1]",
         )
         _check_range(
             "max_emit", max_emit_t, None if max_emit_t is None else max_emit_t >= 0, "values >= 0"
@@ -323,8 +339,8 @@ def verify_batch(
             _validate_rows(q_name, draft_q, q_kind == 1)
     if need_depth:
         max_depth = depth
-    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 0:
-        raise ValueError(f"max_depth: expected an int >= 0, got {max_depth!r}")
+    # Bounded before the outputs are allocated; the same bound as csrc/ops/verify.cpp.
+    max_depth = as_int("max_depth", max_depth, 0, max(num_nodes, _MAX_PAD_DEPTH))
 
     res = out if out is not None else VerifyResult.empty(num_req, max_depth, dev, return_logprobs)
     if return_logprobs and res.logprobs is None:
@@ -357,5 +373,6 @@ def verify_batch(
         res.last_row,
         res.next_offset,
         res.logprobs if return_logprobs else None,
+        cuda_stream(target),
     )
     return res if return_logprobs or res.logprobs is None else res._replace(logprobs=None)

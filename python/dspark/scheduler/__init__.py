@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dspark import _C
+from dspark._checks import as_int, as_int_tensor
 from dspark.scheduler.sps import LoadMonitor, SpsTable, profile_sps
 
 __all__ = [
@@ -56,21 +57,27 @@ def _as_confidences(confidences: object) -> torch.Tensor:
     return c if ok else c.contiguous()
 
 
-def _as_caps(max_lengths: object, num_requests: int) -> torch.Tensor | None:
+def _as_caps(
+    max_lengths: object, num_requests: int, name: str = "max_lengths"
+) -> torch.Tensor | None:
     if max_lengths is None:
         return None
     if isinstance(max_lengths, int) and not isinstance(max_lengths, bool):
-        return torch.full((num_requests,), max_lengths, dtype=torch.int32)
+        return torch.full(
+            (num_requests,),
+            as_int(name, max_lengths, -(2**31), 2**31 - 1),
+            dtype=torch.int32,
+        )
     if not isinstance(max_lengths, torch.Tensor) or max_lengths.dtype not in (
         torch.int32,
         torch.int64,
     ):
-        raise TypeError("max_lengths: expected an int or an int32/int64 tensor of shape (R,)")
+        raise TypeError(f"{name}: expected an int or an int32/int64 tensor of shape (R,)")
     if max_lengths.shape != (num_requests,):
         raise ValueError(
-            f"max_lengths: expected shape ({num_requests},), got {tuple(max_lengths.shape)}"
+            f"{name}: expected shape ({num_requests},), got {tuple(max_lengths.shape)}"
         )
-    return max_lengths.detach().to("cpu", torch.int32).contiguous()
+    return as_int_tensor(name, max_lengths.detach().cpu())
 
 
 def _with_remaining(
@@ -80,7 +87,7 @@ def _with_remaining(
     request with n tokens left may verify at most n - 1 drafts."""
     if remaining_tokens is None:
         return caps
-    rem = _as_caps(remaining_tokens, num_requests)
+    rem = _as_caps(remaining_tokens, num_requests, "remaining_tokens")
     assert rem is not None
     if bool((rem < 1).any()):
         bad = int(torch.nonzero(rem < 1)[0, 0])
@@ -96,7 +103,7 @@ def _budget(token_budget: int | None) -> int:
         return -1
     if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
         raise ValueError(f"token_budget: expected a positive int or None, got {token_budget!r}")
-    return token_budget
+    return as_int("token_budget", token_budget, 1, 2**63 - 1)
 
 
 class PrefixScheduler:
