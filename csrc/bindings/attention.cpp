@@ -11,7 +11,7 @@ namespace dspark::bindings {
 
 void register_attention(py::module_& m) {
   def_op<2>(m, "verify_attention", &ops::verify_attention, ops::kVerifyAttentionArgNames,
-               "Low-level verify_attention on preallocated outputs; use dspark.verify_attention.");
+            "Low-level verify_attention on preallocated outputs; use dspark.verify_attention.");
   def_op(m, "check_verify_attention_indices", &ops::check_verify_attention_indices,
          ops::kCheckVerifyAttentionIndicesArgNames,
          "Checks host index tensors of verify_attention; returns (max_qo_len, max_kv_len).");

@@ -17,10 +17,12 @@ const DLPackExchangeAPI* exchange_api(py::handle obj) {
   auto it = cache.find(type);
   if (it != cache.end()) return it->second;
   const DLPackExchangeAPI* api = nullptr;
-  PyObject* cap = PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__dlpack_c_exchange_api__");
+  PyObject* cap =
+      PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__dlpack_c_exchange_api__");
   if (cap && PyCapsule_IsValid(cap, "dlpack_exchange_api")) {
     api = static_cast<const DLPackExchangeAPI*>(PyCapsule_GetPointer(cap, "dlpack_exchange_api"));
-    if (api && (api->header.version.major != DLPACK_MAJOR_VERSION || !api->dltensor_from_py_object_no_sync))
+    if (api && (api->header.version.major != DLPACK_MAJOR_VERSION ||
+                !api->dltensor_from_py_object_no_sync))
       api = nullptr;
   }
   Py_XDECREF(cap);
@@ -79,8 +81,10 @@ TensorView borrow(py::handle obj, const char* name, KeepAlive& keep) {
     PyErr_Clear();
   }
   if (!py::hasattr(obj, "__dlpack__"))
-    throw py::type_error(std::string(name) + ": expected a tensor (torch.Tensor or any DLPack "
-                         "producer), got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+    throw py::type_error(std::string(name) +
+                         ": expected a tensor (torch.Tensor or any DLPack "
+                         "producer), got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::object cap;
   try {
     cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 3));

@@ -11,7 +11,7 @@ namespace dspark::bindings {
 
 void register_draft(py::module_& m) {
   def_op<1>(m, "draft_step", &ops::draft_step, ops::kDraftStepArgNames,
-               "Low-level fused draft step on preallocated outputs; use dspark.draft_step.");
+            "Low-level fused draft step on preallocated outputs; use dspark.draft_step.");
 }
 
 }  // namespace dspark::bindings

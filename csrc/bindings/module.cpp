@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: bindings/. PYBIND11_MODULE(_C): one register_* per domain (DeepGEMM style) plus build info.
+// Layer: bindings/. PYBIND11_MODULE(_C): one register_* per domain (DeepGEMM style) plus build
+// info.
 #include <pybind11/pybind11.h>
 
 #include "bindings/register.h"

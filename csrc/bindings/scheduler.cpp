@@ -27,7 +27,8 @@ using scheduler::SpsTable;
 namespace {
 
 Interpolation to_mode(int mode) {
-  DSPARK_CHECK(mode == 0 || mode == 1, "interpolation: expected 0 (linear) or 1 (step), got ", mode);
+  DSPARK_CHECK(mode == 0 || mode == 1, "interpolation: expected 0 (linear) or 1 (step), got ",
+               mode);
   return static_cast<Interpolation>(mode);
 }
 
@@ -67,7 +68,7 @@ py::tuple summary_tuple(const ScheduleSummary& s) {
 
 void register_scheduler(py::module_& m) {
   py::class_<SpsTable, std::shared_ptr<SpsTable>>(m, "SpsTable",
-                                                   "Step-rate curve SPS(B); see dspark.SpsTable.")
+                                                  "Step-rate curve SPS(B); see dspark.SpsTable.")
       .def(py::init([](std::vector<double> tokens, std::vector<double> sps, int mode) {
              return std::make_shared<SpsTable>(std::move(tokens), std::move(sps), to_mode(mode));
            }),
@@ -81,20 +82,22 @@ void register_scheduler(py::module_& m) {
           py::arg("tokens"), py::arg("step_seconds"), py::arg("interpolation") = 0)
       .def("step_time", &SpsTable::step_time, py::arg("tokens"))
       .def("sps", &SpsTable::sps, py::arg("tokens"))
-      .def("sps_many",
-           [](const SpsTable& t, const std::vector<double>& b) {
-             std::vector<double> out(b.size());
-             for (size_t i = 0; i < b.size(); ++i) out[i] = t.sps(b[i]);
-             return out;
-           }, py::arg("tokens"))
+      .def(
+          "sps_many",
+          [](const SpsTable& t, const std::vector<double>& b) {
+            std::vector<double> out(b.size());
+            for (size_t i = 0; i < b.size(); ++i) out[i] = t.sps(b[i]);
+            return out;
+          },
+          py::arg("tokens"))
       .def_property_readonly("tokens", &SpsTable::tokens)
       .def_property_readonly("step_times", &SpsTable::step_times)
       .def_property_readonly("steps_per_second", &SpsTable::steps_per_second)
       .def_property_readonly("interpolation",
                              [](const SpsTable& t) { return static_cast<int>(t.mode()); });
 
-  py::class_<LoadMonitor, std::shared_ptr<LoadMonitor>>(m, "LoadMonitor",
-                                                        "Online SPS refinement; see dspark.LoadMonitor.")
+  py::class_<LoadMonitor, std::shared_ptr<LoadMonitor>>(
+      m, "LoadMonitor", "Online SPS refinement; see dspark.LoadMonitor.")
       .def(py::init([](const SpsTable& initial, double alpha, double clip, double init_scale,
                        bool monotone) {
              return std::make_shared<LoadMonitor>(
@@ -113,7 +116,8 @@ void register_scheduler(py::module_& m) {
   py::class_<PrefixScheduler, std::shared_ptr<PrefixScheduler>>(
       m, "PrefixScheduler", "Algorithm 1 prefix walk; see dspark.PrefixScheduler.")
       .def(py::init([](std::shared_ptr<SpsTable> t, bool early_stop) {
-             return std::make_shared<PrefixScheduler>(std::shared_ptr<const SpsTable>(t), early_stop);
+             return std::make_shared<PrefixScheduler>(std::shared_ptr<const SpsTable>(t),
+                                                      early_stop);
            }),
            py::arg("sps"), py::arg("early_stop"))
       .def(py::init([](std::shared_ptr<LoadMonitor> lm, bool early_stop) {

@@ -5,11 +5,12 @@
 // step (a GEMM [R, r] x [r, V], fused with the add, the temperature and the write of the logits),
 // then every request samples its token with the same exponential race as verify_batch.
 // Compiled once per ISA (DSPARK_CPU_ISA_NS).
+#include "cpu/draft_step.h"
+
 #include <algorithm>
 #include <numeric>
 #include <vector>
 
-#include "cpu/draft_step.h"
 #include "cpu/parallel.h"
 #include "cpu/row_kernels.h"
 #include "cpu/row_ops.h"
@@ -57,7 +58,8 @@ void top_k_indices(const T* x, int32_t V, int32_t K, std::vector<int32_t>& out) 
   std::iota(out.begin(), out.end(), 0);
   std::make_heap(out.begin(), out.end(), cmp);
   for (int32_t v = K; v < V; ++v) {
-    if (load_float(x, v) > load_float(x, out.front())) {  // strictly better (ties keep the lower index)
+    if (load_float(x, v) >
+        load_float(x, out.front())) {  // strictly better (ties keep the lower index)
       std::pop_heap(out.begin(), out.end(), cmp);
       out.back() = v;
       std::push_heap(out.begin(), out.end(), cmp);
@@ -122,10 +124,12 @@ void run(const DraftStepParams& P) {
   }
   for (int32_t k = 0; k < G; ++k) {
     for (int32_t i = 0; i < R; ++i)  // W1[x_{k-1}] as float, reused by every vocabulary tile
-      for (int32_t j = 0; j < r; ++j) w1_rows[size_t(i) * r + j] = load_float(W1 + int64_t(prev[i]) * r, j);
+      for (int32_t j = 0; j < r; ++j)
+        w1_rows[size_t(i) * r + j] = load_float(W1 + int64_t(prev[i]) * r, j);
     if (P.confidence) {
       for (int32_t i = 0; i < R; ++i) {
-        const TH* h = static_cast<const TH*>(P.hidden) + i * P.hidden_stride_r + k * P.hidden_stride_g;
+        const TH* h =
+            static_cast<const TH*>(P.hidden) + i * P.hidden_stride_r + k * P.hidden_stride_g;
         P.confidence[i * G + k] = confidence_value(h, W1 + int64_t(prev[i]) * r, P.conf_weight,
                                                    P.conf_bias, P.hidden_size, r);
       }
@@ -160,8 +164,9 @@ void run(const DraftStepParams& P) {
     if (P.candidates > 0) {  // sample among the candidates only (the other logits are -inf)
       parallel_for(0, R, [&](int64_t i) {
         const bool greedy = !(P.temperature && P.temperature[i] > 0.0f);
-        const int32_t tok = sample_sparse(out_row(int32_t(i)), cands[i], V, greedy, uint64_t(P.seed[i]),
-                                          uint64_t(P.offset[i]), draft_race_node(k));
+        const int32_t tok =
+            sample_sparse(out_row(int32_t(i)), cands[i], V, greedy, uint64_t(P.seed[i]),
+                          uint64_t(P.offset[i]), draft_race_node(k));
         prev[i] = tok;
         P.tokens[i * G + k] = tok;
       });

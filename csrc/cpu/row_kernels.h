@@ -70,7 +70,8 @@ DSPARK_CPU_KERNEL float sum_residual1(const T* x, const TQ* q, int32_t lo, int32
 #pragma omp simd reduction(+ : s)
     for (int32_t v = lo; v < hi; ++v) {
       const float w = dexp((load_float(x, v) - m) * it);
-      const float d = select_bits(mask_if(w >= thr), w * iz, 0.0f) - dexp(load_float(q, v) - qm) * qiz;
+      const float d =
+          select_bits(mask_if(w >= thr), w * iz, 0.0f) - dexp(load_float(q, v) - qm) * qiz;
       s += d > 0.0f ? d : 0.0f;
     }
   } else if (wp.kind == WeightKind::kLogits) {

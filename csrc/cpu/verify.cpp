@@ -3,13 +3,14 @@
 // include/dspark/verify/walk.h, and whole-row reductions as vectorisable loops. Only the rows the
 // walk visits are read; the residual is evaluated on the fly, never materialised.
 // This file is compiled once per ISA (DSPARK_CPU_ISA_NS = cpu_generic / cpu_avx2).
+#include "cpu/verify.h"
+
 #include <cmath>
 #include <vector>
 
 #include "cpu/parallel.h"
 #include "cpu/row_kernels.h"
 #include "cpu/row_ops.h"
-#include "cpu/verify.h"
 #include "dspark/verify/walk.h"
 
 namespace dspark::cpu {
@@ -34,8 +35,9 @@ struct CpuVerifyOps {
 
   WeightParams weight_params(const RowStats& st, const RowParams& rp) const {
     WeightParams wp;
-    wp.kind = !P.target_is_probs ? WeightKind::kLogits
-              : rp.inv_temp == 1.0f ? WeightKind::kProbs : WeightKind::kProbsTempered;
+    wp.kind = !P.target_is_probs    ? WeightKind::kLogits
+              : rp.inv_temp == 1.0f ? WeightKind::kProbs
+                                    : WeightKind::kProbsTempered;
     wp.max = st.max;
     wp.inv_temp = rp.inv_temp;
     wp.thr = st.thr;
@@ -112,7 +114,8 @@ struct CpuVerifyOps {
     int32_t arg;
     row_max_argmax(q, P.vocab_size, qs.max, arg);
     const float m = qs.max;
-    qs.inv_z = float(1.0 / chunked(P.vocab_size, [&](int32_t lo, int32_t hi) { return sum_exp(q, lo, hi, m); }));
+    qs.inv_z = float(
+        1.0 / chunked(P.vocab_size, [&](int32_t lo, int32_t hi) { return sum_exp(q, lo, hi, m); }));
     return qs;
   }
 
@@ -140,8 +143,8 @@ struct CpuVerifyOps {
     return residual_prob(rs, rs.num, P.q_kind, P.sampling, v, p0, qv);
   }
 
-  float residual_mass(int64_t row, const RowStats& st, const RowParams& rp,
-                      const ResidualState& rs, int64_t qnode, const QStats& qs) {
+  float residual_mass(int64_t row, const RowStats& st, const RowParams& rp, const ResidualState& rs,
+                      int64_t qnode, const QStats& qs) {
     return float(chunked(P.vocab_size, [&](int32_t lo, int32_t hi) {
       return residual_sum(lo, hi, row, st, rp, rs, qnode, qs);
     }));

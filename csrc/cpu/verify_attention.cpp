@@ -75,7 +75,8 @@ inline v8 exp8(v8 x) {
 
 /// S^T[j, m0:m0+8*NV] = sum_d Kf[j, d] * Qt[d, m0:...] for 4 keys j0..j0+3 (outer products).
 template <int NV>
-DSPARK_FMA_TARGET void qk_block(const float* Kf, const float* Qt, float* St, int D, int Mp, int j0, int m0) {
+DSPARK_FMA_TARGET void qk_block(const float* Kf, const float* Qt, float* St, int D, int Mp, int j0,
+                                int m0) {
   v8 acc[4][NV];
   for (int c = 0; c < 4; ++c)
     for (int v = 0; v < NV; ++v) acc[c][v] = splat(0.0f);
@@ -94,8 +95,8 @@ DSPARK_FMA_TARGET void qk_block(const float* Kf, const float* Qt, float* St, int
 
 /// O[m0:m0+MR, d0:d0+16] += sum_j P^T[j, m] * Vf[j, d0:d0+16].
 template <int MR>
-DSPARK_FMA_TARGET void pv_block(const float* Pt, const float* Vf, float* O, int D, int Mp, int n_keys,
-                     int m0, int d0) {
+DSPARK_FMA_TARGET void pv_block(const float* Pt, const float* Vf, float* O, int D, int Mp,
+                                int n_keys, int m0, int d0) {
   v8 acc[MR][2];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < 2; ++v) acc[r][v] = load8(O + int64_t(m0 + r) * D + d0 + 8 * v);
@@ -272,8 +273,8 @@ void run_task(const VerifyAttentionParams& P, int32_t r, int32_t kvh0, int32_t n
   s.qt.assign(qsz * nh, 0.0f);
   for (int b = 0; b < nh; ++b)
     for (int m = 0; m < M; ++m) {
-      const T* qr = q + int64_t(q0 + m / G) * P.q_stride_t +
-                    int64_t((kvh0 + b) * G + m % G) * P.q_stride_h;
+      const T* qr =
+          q + int64_t(q0 + m / G) * P.q_stride_t + int64_t((kvh0 + b) * G + m % G) * P.q_stride_h;
       float* qt = s.qt.data() + b * qsz;
       for (int d = 0; d < D; ++d) qt[size_t(d) * Mp + m] = load_float(qr, d) * P.sm_scale;
     }

@@ -64,8 +64,8 @@ __device__ int32_t race_sample_cta(BlockReduce<kThreads>& red, int32_t V, uint64
   float best_key = 0.0f, key;
   int32_t best_block = -1;
   for (int32_t b = 0, lo = 0; lo < V; ++b, lo += kRaceBlock) {
-    if (race_better(block_mass(lo, min(V, lo + kRaceBlock)), block_exponential(seed, offset, node, b),
-                    best_key, key)) {
+    if (race_better(block_mass(lo, min(V, lo + kRaceBlock)),
+                    block_exponential(seed, offset, node, b), best_key, key)) {
       best_key = key;
       best_block = b;
     }

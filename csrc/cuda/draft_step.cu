@@ -33,11 +33,13 @@ __global__ void __launch_bounds__(kThreads) draft_step_kernel(const DraftStepPar
   for (int32_t k = 0; k < G; ++k) {
     const TW* w1r = W1 + int64_t(prev) * r;
     if (P.confidence && threadIdx.x == 0) {
-      const TH* h = static_cast<const TH*>(P.hidden) + req * P.hidden_stride_r + k * P.hidden_stride_g;
+      const TH* h =
+          static_cast<const TH*>(P.hidden) + req * P.hidden_stride_r + k * P.hidden_stride_g;
       P.confidence[req * G + k] =
           confidence_value(h, w1r, P.conf_weight, P.conf_bias, P.hidden_size, r);
     }
-    const TU* u = static_cast<const TU*>(P.base_logits) + req * P.base_stride_r + k * P.base_stride_g;
+    const TU* u =
+        static_cast<const TU*>(P.base_logits) + req * P.base_stride_r + k * P.base_stride_g;
     float* out = P.draft_logits + (int64_t(req) * G + k) * V;
     float m = kNegInf;
     int32_t arg = 0x7fffffff;

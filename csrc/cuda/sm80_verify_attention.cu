@@ -30,8 +30,8 @@ using MmaAtomFor = std::conditional_t<std::is_same_v<Element, cute::half_t>,
                                       SM80_16x8x16_F32F16F16F32_TN, SM80_16x8x16_F32BF16BF16F32_TN>;
 
 template <typename Element>
-using TiledMmaFor =
-    TiledMMA<MMA_Atom<MmaAtomFor<Element>>, Layout<Shape<_4, _1, _1>>, Tile<Int<kBlockM>, _16, _16>>;
+using TiledMmaFor = TiledMMA<MMA_Atom<MmaAtomFor<Element>>, Layout<Shape<_4, _1, _1>>,
+                             Tile<Int<kBlockM>, _16, _16>>;
 
 /// Shared memory: Q, K, V tiles [64, D], P [64, 64] (Element) and per-row metadata.
 template <int kD>
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kThreads)
   Element* pp = pv + kBlockN * kD;
   int32_t* row_t = reinterpret_cast<int32_t*>(pp + kBlockM * kBlockN);  // token or -1
   int32_t* row_h = row_t + kBlockM;
-  int32_t* row_i = row_h + kBlockM;      // query index in the request
+  int32_t* row_i = row_h + kBlockM;  // query index in the request
   int32_t* row_depth = row_i + kBlockM;
   int32_t* row_first = row_depth + kBlockM;  // first visible prefix slot (window)
 
@@ -102,7 +102,8 @@ __global__ void __launch_bounds__(kThreads)
     row_h[threadIdx.x] = kvh * G + m % G;
     row_i[threadIdx.x] = i;
     row_depth[threadIdx.x] = attn::tree_depth(par, i);
-    row_first[threadIdx.x] = attn::window_first_slot(prefix + row_depth[threadIdx.x], P.window_left);
+    row_first[threadIdx.x] =
+        attn::window_first_slot(prefix + row_depth[threadIdx.x], P.window_left);
   }
   const int m_hi = min(m0 + kBlockM, n * G);  // this CTA's rows are [m0, m_hi)
   // The last row's query sees slots up to its own; later slots are never visible here.
@@ -131,10 +132,14 @@ __global__ void __launch_bounds__(kThreads)
   cp_async_wait<0>();
   __syncthreads();
 
-  Tensor sQ = make_tensor(make_smem_ptr(pq), Layout<Shape<Int<kBlockM>, Int<kD>>, Stride<Int<kD>, _1>>{});
-  Tensor sK = make_tensor(make_smem_ptr(pk), Layout<Shape<Int<kBlockN>, Int<kD>>, Stride<Int<kD>, _1>>{});
-  Tensor sVt = make_tensor(make_smem_ptr(pv), Layout<Shape<Int<kD>, Int<kBlockN>>, Stride<_1, Int<kD>>>{});
-  Tensor sP = make_tensor(make_smem_ptr(pp), Layout<Shape<Int<kBlockM>, Int<kBlockN>>, Stride<Int<kBlockN>, _1>>{});
+  Tensor sQ =
+      make_tensor(make_smem_ptr(pq), Layout<Shape<Int<kBlockM>, Int<kD>>, Stride<Int<kD>, _1>>{});
+  Tensor sK =
+      make_tensor(make_smem_ptr(pk), Layout<Shape<Int<kBlockN>, Int<kD>>, Stride<Int<kD>, _1>>{});
+  Tensor sVt =
+      make_tensor(make_smem_ptr(pv), Layout<Shape<Int<kD>, Int<kBlockN>>, Stride<_1, Int<kD>>>{});
+  Tensor sP = make_tensor(make_smem_ptr(pp),
+                          Layout<Shape<Int<kBlockM>, Int<kBlockN>>, Stride<Int<kBlockN>, _1>>{});
 
   TiledMmaFor<Element> mma;
   auto thr = mma.get_slice(threadIdx.x);
@@ -302,10 +307,17 @@ bool launch_verify_attention_sm80(const VerifyAttentionParams& P, const SplitWor
   if (!aligned16(P.q) || !aligned16(P.k) || !aligned16(P.v)) return false;
   const bool half = P.dtype == DType::kFloat16;
   switch (P.head_dim) {
-    case 64: return half ? launch<cute::half_t, 64>(P, ws, stream) : launch<cute::bfloat16_t, 64>(P, ws, stream);
-    case 128: return half ? launch<cute::half_t, 128>(P, ws, stream) : launch<cute::bfloat16_t, 128>(P, ws, stream);
-    case 256: return half ? launch<cute::half_t, 256>(P, ws, stream) : launch<cute::bfloat16_t, 256>(P, ws, stream);
-    default: return false;
+    case 64:
+      return half ? launch<cute::half_t, 64>(P, ws, stream)
+                  : launch<cute::bfloat16_t, 64>(P, ws, stream);
+    case 128:
+      return half ? launch<cute::half_t, 128>(P, ws, stream)
+                  : launch<cute::bfloat16_t, 128>(P, ws, stream);
+    case 256:
+      return half ? launch<cute::half_t, 256>(P, ws, stream)
+                  : launch<cute::bfloat16_t, 256>(P, ws, stream);
+    default:
+      return false;
   }
 }
 

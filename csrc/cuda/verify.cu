@@ -62,8 +62,10 @@ struct CudaVerifyOps {
     uint32_t lo = 0, hi = hi_bits;
     while (lo < hi) {
       const uint32_t mid = lo + (hi - lo + 1) / 2;
-      if (pred(bits_to_float(mid))) lo = mid;
-      else hi = mid - 1;
+      if (pred(bits_to_float(mid)))
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     return bits_to_float(lo);
   }
@@ -101,18 +103,26 @@ struct CudaVerifyOps {
       }
       if (rp.top_p < 1.0f) {
         const float thr_k = thr;
-        const float target =
-            rp.top_p * sum(0, V, [&](int32_t v) { const float y = w(v); return y >= thr_k ? y : 0.0f; });
+        const float target = rp.top_p * sum(0, V, [&](int32_t v) {
+                               const float y = w(v);
+                               return y >= thr_k ? y : 0.0f;
+                             });
         const float thr_p = bisect(hi_bits, [&](float t) {
           const float c = fmaxf(t, thr_k);
-          return sum(0, V, [&](int32_t v) { const float y = w(v); return y >= c ? y : 0.0f; }) >= target;
+          return sum(0, V, [&](int32_t v) {
+                   const float y = w(v);
+                   return y >= c ? y : 0.0f;
+                 }) >= target;
         });
         thr = fmaxf(thr, thr_p);
       }
       thr = fmaxf(thr, rp.min_p * wmax);
     }
     st.thr = thr;
-    const float z = sum(0, V, [&](int32_t v) { const float y = w(v); return y >= thr ? y : 0.0f; });
+    const float z = sum(0, V, [&](int32_t v) {
+      const float y = w(v);
+      return y >= thr ? y : 0.0f;
+    });
     st.inv_z = 1.0f / z;
     st.log_z = dlog(z);
     return st;
@@ -133,8 +143,8 @@ struct CudaVerifyOps {
                                bool original = false) {
     const float p0 = target_prob(target_row(row), v, st, rp.inv_temp, P.target_is_probs);
     if (original || rs.num == rs.start) return p0;
-    const float qv = qnode >= 0 ? draft_prob(draft_row(qnode), v, qs, P.q_kind == DraftQ::kLogits)
-                                : 0.0f;
+    const float qv =
+        qnode >= 0 ? draft_prob(draft_row(qnode), v, qs, P.q_kind == DraftQ::kLogits) : 0.0f;
     return residual_prob(rs, rs.num, P.q_kind, P.sampling, v, p0, qv);
   }
 
@@ -145,8 +155,8 @@ struct CudaVerifyOps {
   }
 
   __device__ int32_t sample(int64_t row, const RowStats& st, const RowParams& rp,
-                            const ResidualState& rs, int64_t qnode, const QStats& qs,
-                            uint64_t seed, uint64_t offset, int32_t node) {
+                            const ResidualState& rs, int64_t qnode, const QStats& qs, uint64_t seed,
+                            uint64_t offset, int32_t node) {
     int32_t t = race(row, st, rp, rs, qnode, qs, seed, offset, node, false);
     if (t < 0 && rs.num > rs.start)  // residual mass 0 (p == q up to rounding): original p
       t = race(row, st, rp, rs, qnode, qs, seed, offset, node, true);
@@ -159,7 +169,8 @@ struct CudaVerifyOps {
                           uint64_t offset, int32_t node, bool original) {
     auto f = [&](int32_t v) { return residual_at(v, row, st, rp, rs, qnode, qs, original); };
     return race_sample_cta(
-        s, P.vocab_size, seed, offset, node, [&](int32_t lo, int32_t hi) { return sum(lo, hi, f); }, f);
+        s, P.vocab_size, seed, offset, node, [&](int32_t lo, int32_t hi) { return sum(lo, hi, f); },
+        f);
   }
 };
 

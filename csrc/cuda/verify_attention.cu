@@ -18,7 +18,7 @@
 namespace dspark::cuda {
 namespace {
 
-constexpr int kWarps = 4;  // query rows per CTA in the plain kernel
+constexpr int kWarps = 4;        // query rows per CTA in the plain kernel
 constexpr int kSplitTile = 128;  // split lengths are multiples of this (and of every kernel tile)
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -139,9 +139,15 @@ void launch_verify_attention_simt(const VerifyAttentionParams& P, const SplitWor
                   (int64_t(P.max_qo_len) * G + kWarps - 1) / kWarps, ws.num_splits);
   DSPARK_DISPATCH_FLOAT(P.dtype, T, [&] {
     switch (P.head_dim) {
-      case 64: verify_attention_simt_kernel<T, 64><<<grid, kWarps * 32, 0, stream>>>(P, ws); break;
-      case 128: verify_attention_simt_kernel<T, 128><<<grid, kWarps * 32, 0, stream>>>(P, ws); break;
-      default: verify_attention_simt_kernel<T, 256><<<grid, kWarps * 32, 0, stream>>>(P, ws); break;
+      case 64:
+        verify_attention_simt_kernel<T, 64><<<grid, kWarps * 32, 0, stream>>>(P, ws);
+        break;
+      case 128:
+        verify_attention_simt_kernel<T, 128><<<grid, kWarps * 32, 0, stream>>>(P, ws);
+        break;
+      default:
+        verify_attention_simt_kernel<T, 256><<<grid, kWarps * 32, 0, stream>>>(P, ws);
+        break;
     }
   });
   DSPARK_CUDA_CHECK(cudaGetLastError());
@@ -175,7 +181,8 @@ void verify_attention(const VerifyAttentionParams& P, int device_id, int64_t str
     const size_t rows = size_t(ws.num_splits) * P.num_tokens * P.num_heads;
     DSPARK_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws.o_part),
                                       rows * P.head_dim * sizeof(float), s));
-    DSPARK_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ws.lse_part), rows * sizeof(float), s));
+    DSPARK_CUDA_CHECK(
+        cudaMallocAsync(reinterpret_cast<void**>(&ws.lse_part), rows * sizeof(float), s));
   }
   const bool mma = P.cuda_kernel != 1 && launch_verify_attention_sm80(P, ws, s);
   if (!mma && P.cuda_kernel == 2) {
@@ -183,7 +190,8 @@ void verify_attention(const VerifyAttentionParams& P, int device_id, int64_t str
       DSPARK_CUDA_CHECK(cudaFreeAsync(ws.o_part, s));
       DSPARK_CUDA_CHECK(cudaFreeAsync(ws.lse_part, s));
     }
-    DSPARK_CHECK(false, "cuda_kernel: the tensor-core kernel does not apply here (it needs bf16 or "
+    DSPARK_CHECK(false,
+                 "cuda_kernel: the tensor-core kernel does not apply here (it needs bf16 or "
                  "f16, an sm_80+ GPU and a build with CUTLASS)");
   }
   if (!mma) launch_verify_attention_simt(P, ws, s);

@@ -15,7 +15,7 @@ struct SplitWorkspace {
   float* o_part = nullptr;    // [S, T, H, D]
   float* lse_part = nullptr;  // [S, T, H]
   int32_t num_splits = 1;
-  int32_t split_len = 0;      // KV slots per split (a multiple of every kernel's tile)
+  int32_t split_len = 0;  // KV slots per split (a multiple of every kernel's tile)
 };
 
 /// Plain CUDA kernel (any dtype); writes partials when ws.num_splits > 1.

@@ -42,7 +42,8 @@ void check_tensor(const TensorView& t, const char* name, std::initializer_list<D
                ": the last dimension must be contiguous (stride 1), got stride ",
                t.strides[t.ndim - 1]);
   for (int i = 0; i + 1 < t.ndim; ++i)
-    DSPARK_CHECK(t.shape[i] <= 1 || t.strides[i] >= 0, name, ": negative strides are not supported");
+    DSPARK_CHECK(t.shape[i] <= 1 || t.strides[i] >= 0, name,
+                 ": negative strides are not supported");
 }
 
 void check_contiguous(const TensorView& t, const char* name) {
@@ -75,7 +76,8 @@ void check_same_device(const TensorView& t, const char* name, const TensorView& 
   DSPARK_CHECK(t.device == ref.device && t.device_id == ref.device_id, name,
                ": expected the device of ", ref_name, " (",
                ref.device == DeviceType::kCPU ? "cpu" : "cuda:" + std::to_string(ref.device_id),
-               "), got ", t.device == DeviceType::kCPU ? "cpu" : "cuda:" + std::to_string(t.device_id));
+               "), got ",
+               t.device == DeviceType::kCPU ? "cpu" : "cuda:" + std::to_string(t.device_id));
 }
 
 }  // namespace dspark::ops

@@ -21,7 +21,7 @@ namespace {
 void check_host_values(const DraftStepArgs& a, int64_t R, int64_t V) {
   for (int64_t i = 0; i < R; ++i) {
     const int64_t x = a.anchors.dtype == DType::kInt64 ? a.anchors.ptr<const int64_t>()[i]
-                                                        : a.anchors.ptr<const int32_t>()[i];
+                                                       : a.anchors.ptr<const int32_t>()[i];
     DSPARK_CHECK(x >= 0 && x < V, "anchors: expected ids in [0, ", V, "), got anchors[", i,
                  "] = ", x);
     if (!a.temperature) continue;
@@ -37,7 +37,8 @@ void draft_step_with(const DraftStepArgs& a) {
   constexpr auto kF32 = DType::kFloat32, kF16 = DType::kFloat16, kBF16 = DType::kBFloat16;
   check_tensor(a.base_logits, "base_logits", {kF32, kF16, kBF16}, {-1, -1, -1});
   const int64_t R = a.base_logits.shape[0], G = a.base_logits.shape[1], V = a.base_logits.shape[2];
-  DSPARK_CHECK(R >= 1 && G >= 1 && V >= 1, "base_logits: expected a non-empty (R, G, V) tensor, got ",
+  DSPARK_CHECK(R >= 1 && G >= 1 && V >= 1,
+               "base_logits: expected a non-empty (R, G, V) tensor, got ",
                shape_str(a.base_logits));
   check_tensor(a.w1, "w1", {kF32, kF16, kBF16}, {V, -1});
   const int64_t r = a.w1.shape[1];
@@ -80,13 +81,17 @@ void draft_step_with(const DraftStepArgs& a) {
   if (a.hidden) check_int32_sizes(*a.hidden, "hidden");
   check_int_range(a.candidates, "candidates", 0, std::numeric_limits<int32_t>::max());
   check_finite(a.conf_bias, "conf_bias");
-  for (const auto& [t, name] : {std::pair{&a.anchors, "anchors"}, {&a.seed, "seed"},
-                                {&a.offset, "offset"}, {&a.w1, "w1"}, {&a.w2, "w2"}})
+  for (const auto& [t, name] : {std::pair{&a.anchors, "anchors"},
+                                {&a.seed, "seed"},
+                                {&a.offset, "offset"},
+                                {&a.w1, "w1"},
+                                {&a.w2, "w2"}})
     check_contiguous(*t, name);
   if (a.temperature) check_contiguous(*a.temperature, "temperature");
   for (const TensorView* t : {&a.tokens, &a.draft_logits, &a.next_offset})
     check_same_device(*t, "out", a.base_logits, "base_logits");
-  if (a.confidence) check_same_device(*a.confidence, "out.confidence", a.base_logits, "base_logits");
+  if (a.confidence)
+    check_same_device(*a.confidence, "out.confidence", a.base_logits, "base_logits");
   if (a.base_logits.device == DeviceType::kCPU) check_host_values(a, R, V);
 
   DraftStepParams P;

@@ -31,8 +31,8 @@ void draft_step(TensorView base_logits, TensorView w1, TensorView w2, TensorView
                 std::optional<TensorView> confidence, TensorView next_offset, int64_t stream);
 
 inline constexpr std::array<const char*, 16> kDraftStepArgNames = {
-    "base_logits", "w1",        "w2",         "anchors",     "temperature", "seed",
-    "offset",      "hidden",    "conf_weight", "conf_bias",  "candidates",  "tokens",
+    "base_logits",  "w1",         "w2",          "anchors",   "temperature", "seed",
+    "offset",       "hidden",     "conf_weight", "conf_bias", "candidates",  "tokens",
     "draft_logits", "confidence", "next_offset", "stream"};
 
 }  // namespace dspark::ops

@@ -35,7 +35,8 @@ int32_t check_verify_structure(TensorView draft_tokens, TensorView draft_indptr,
   check_int_range(vocab_size, "vocab_size", 1, std::numeric_limits<int32_t>::max());
   check_tensor(draft_tokens, "draft_tokens", {kI32, kI64}, {-1});
   check_tensor(draft_indptr, "draft_indptr", {kI32}, {-1});
-  DSPARK_CHECK(draft_indptr.shape[0] >= 1, "draft_indptr: expected at least one element (R + 1), got 0");
+  DSPARK_CHECK(draft_indptr.shape[0] >= 1,
+               "draft_indptr: expected at least one element (R + 1), got 0");
   if (parents) check_tensor(*parents, "parents", {kI32}, {draft_tokens.shape[0]});
   DSPARK_CHECK(draft_indptr.device == DeviceType::kCPU && draft_tokens.device == DeviceType::kCPU &&
                    (!parents || parents->device == DeviceType::kCPU),
@@ -48,13 +49,15 @@ int32_t check_verify_structure(TensorView draft_tokens, TensorView draft_indptr,
     DSPARK_CHECK(ip[(r + 1) * ips] >= ip[r * ips], "draft_indptr: must be non-decreasing, got ",
                  "draft_indptr[", r, "] = ", ip[r * ips], " > draft_indptr[", r + 1,
                  "] = ", ip[(r + 1) * ips]);
-  DSPARK_CHECK(ip[R * ips] == N, "draft_indptr: expected draft_indptr[-1] == len(draft_tokens) = ",
-               N, ", got ", ip[R * ips]);
+  DSPARK_CHECK(ip[R * ips] == N,
+               "draft_indptr: expected draft_indptr[-1] == len(draft_tokens) = ", N, ", got ",
+               ip[R * ips]);
   for (int64_t i = 0; i < N; ++i) {
     const int64_t t = token_at(draft_tokens, i);
-    DSPARK_CHECK(t >= 0 && t < vocab_size, "draft_tokens: expected ids in [0, ", vocab_size,
-                 "), got draft_tokens[", i, "] = ", t,
-                 t == -1 ? " (-1 padding is not allowed: use draft_indptr for ragged requests)" : "");
+    DSPARK_CHECK(
+        t >= 0 && t < vocab_size, "draft_tokens: expected ids in [0, ", vocab_size,
+        "), got draft_tokens[", i, "] = ", t,
+        t == -1 ? " (-1 padding is not allowed: use draft_indptr for ragged requests)" : "");
   }
   int32_t max_depth = 0;
   std::vector<int32_t> depth, nchild;
@@ -88,20 +91,21 @@ void check_verify_values(const VerifyParams& P) {
   for (int32_t r = 0; r < P.num_requests; ++r) {
     if (P.temperature) {
       const float t = P.temperature[r];
-      DSPARK_CHECK(t >= 0.0f && t < kInf, "temperature: expected finite values >= 0, got temperature[",
-                   r, "] = ", t);
+      DSPARK_CHECK(t >= 0.0f && t < kInf,
+                   "temperature: expected finite values >= 0, got temperature[", r, "] = ", t);
     }
     if (P.top_k)
-      DSPARK_CHECK(P.top_k[r] >= 0, "top_k: expected values >= 0, got top_k[", r, "] = ", P.top_k[r]);
+      DSPARK_CHECK(P.top_k[r] >= 0, "top_k: expected values >= 0, got top_k[", r,
+                   "] = ", P.top_k[r]);
     if (P.top_p)
-      DSPARK_CHECK(P.top_p[r] > 0.0f && P.top_p[r] <= 1.0f, "top_p: expected values in (0, 1], got top_p[",
-                   r, "] = ", P.top_p[r]);
+      DSPARK_CHECK(P.top_p[r] > 0.0f && P.top_p[r] <= 1.0f,
+                   "top_p: expected values in (0, 1], got top_p[", r, "] = ", P.top_p[r]);
     if (P.min_p)
-      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] <= 1.0f, "min_p: expected values in [0, 1], got min_p[",
-                   r, "] = ", P.min_p[r]);
+      DSPARK_CHECK(P.min_p[r] >= 0.0f && P.min_p[r] <= 1.0f,
+                   "min_p: expected values in [0, 1], got min_p[", r, "] = ", P.min_p[r]);
     if (P.max_emit)
-      DSPARK_CHECK(P.max_emit[r] >= 0, "max_emit: expected values >= 0, got max_emit[", r, "] = ",
-                   P.max_emit[r]);
+      DSPARK_CHECK(P.max_emit[r] >= 0, "max_emit: expected values >= 0, got max_emit[", r,
+                   "] = ", P.max_emit[r]);
   }
 }
 
@@ -161,9 +165,10 @@ void verify_batch_with(const VerifyArgs& a) {
   check_tensor(a.offset, "offset", {kI64}, {R});
   same_dev(a.seed, "seed");
   same_dev(a.offset, "offset");
-  for (const Opt& o : {Opt{a.accept_len, "out.accept_len", kI32}, Opt{a.num_emitted, "out.num_emitted", kI32},
-                       Opt{a.final_token, "out.final_token", kI32}, Opt{a.last_row, "out.last_row", kI32},
-                       Opt{a.next_offset, "out.next_offset", kI64}}) {
+  for (const Opt& o :
+       {Opt{a.accept_len, "out.accept_len", kI32}, Opt{a.num_emitted, "out.num_emitted", kI32},
+        Opt{a.final_token, "out.final_token", kI32}, Opt{a.last_row, "out.last_row", kI32},
+        Opt{a.next_offset, "out.next_offset", kI64}}) {
     check_tensor(*o.t, o.name, {o.dtype}, {R});
     same_dev(*o.t, o.name);
   }
@@ -173,8 +178,9 @@ void verify_batch_with(const VerifyArgs& a) {
   if (a.logprobs) check_tensor(*a.logprobs, "out.logprobs", {kF32}, {R, D + 1});
   for (const TensorView* t : {&a.accept_len, &a.num_emitted, &a.final_token, &a.last_row,
                               &a.next_offset, &a.final_is_bonus, &a.tokens, &a.path})
-    DSPARK_CHECK(t->ndim == 1 ? (t->shape[0] <= 1 || t->strides[0] == 1)
-                              : (t->shape[0] <= 1 || t->shape[1] == 0 || t->strides[0] == t->shape[1]),
+    DSPARK_CHECK(t->ndim == 1
+                     ? (t->shape[0] <= 1 || t->strides[0] == 1)
+                     : (t->shape[0] <= 1 || t->shape[1] == 0 || t->strides[0] == t->shape[1]),
                  "out: output tensors must be contiguous");
   DSPARK_CHECK(a.draft_indptr.strides[0] == 1 && a.draft_tokens.strides[0] == 1 &&
                    (!a.parents || a.parents->strides[0] == 1),
@@ -251,11 +257,32 @@ void verify_batch(TensorView target, TensorView draft_tokens, TensorView draft_i
                   int64_t stream) {
   check_int_range(q_kind, "q_kind", 0, 2);
   check_int_range(sampling, "draft_sampling", 0, 1);
-  verify_batch_with(VerifyArgs{target, draft_tokens, draft_indptr, parents, draft_q, temperature, top_k,
-                          top_p, min_p, max_emit, seed, offset, static_cast<DraftQ>(q_kind),
-                          static_cast<DraftSampling>(sampling), target_is_probs, max_depth,
-                          accept_len, num_emitted, tokens, final_token, final_is_bonus, path,
-                          last_row, next_offset, logprobs, stream});
+  verify_batch_with(VerifyArgs{target,
+                               draft_tokens,
+                               draft_indptr,
+                               parents,
+                               draft_q,
+                               temperature,
+                               top_k,
+                               top_p,
+                               min_p,
+                               max_emit,
+                               seed,
+                               offset,
+                               static_cast<DraftQ>(q_kind),
+                               static_cast<DraftSampling>(sampling),
+                               target_is_probs,
+                               max_depth,
+                               accept_len,
+                               num_emitted,
+                               tokens,
+                               final_token,
+                               final_is_bonus,
+                               path,
+                               last_row,
+                               next_offset,
+                               logprobs,
+                               stream});
 }
 
 }  // namespace dspark::ops

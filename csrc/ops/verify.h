@@ -43,12 +43,11 @@ void verify_batch(TensorView target, TensorView draft_tokens, TensorView draft_i
                   int64_t stream);
 
 inline constexpr std::array<const char*, 26> kVerifyBatchArgNames = {
-    "target",      "draft_tokens",   "draft_indptr", "parents",    "draft_q",
-    "q_kind",      "sampling",       "temperature",  "top_k",      "top_p",
-    "min_p",       "seed",           "offset",       "max_emit",   "target_is_probs",
-    "max_depth",   "accept_len",     "num_emitted",  "tokens",     "final_token",
-    "final_is_bonus", "path",        "last_row",     "next_offset", "logprobs",
-    "stream"};
+    "target",   "draft_tokens", "draft_indptr",    "parents",   "draft_q",    "q_kind",
+    "sampling", "temperature",  "top_k",           "top_p",     "min_p",      "seed",
+    "offset",   "max_emit",     "target_is_probs", "max_depth", "accept_len", "num_emitted",
+    "tokens",   "final_token",  "final_is_bonus",  "path",      "last_row",   "next_offset",
+    "logprobs", "stream"};
 
 inline constexpr std::array<const char*, 4> kCheckVerifyStructureArgNames = {
     "draft_tokens", "draft_indptr", "parents", "vocab_size"};

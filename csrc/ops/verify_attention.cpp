@@ -25,12 +25,9 @@ int32_t at(const TensorView& t, int64_t i) { return t.ptr<const int32_t>()[i * t
 
 }  // namespace
 
-std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
-                                                           TensorView block_table,
-                                                           TensorView kv_len,
-                                                           std::optional<TensorView> parents,
-                                                           int64_t num_tokens, int64_t num_pages,
-                                                           int64_t page_size) {
+std::pair<int32_t, int32_t> check_verify_attention_indices(
+    TensorView qo_indptr, TensorView block_table, TensorView kv_len,
+    std::optional<TensorView> parents, int64_t num_tokens, int64_t num_pages, int64_t page_size) {
   // Scalars first: page_size divides below.
   DSPARK_CHECK(page_size >= 1 && page_size <= kInt32Max, "page_size: expected an int in [1, ",
                kInt32Max, "], got ", page_size);
@@ -47,9 +44,11 @@ std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
                  "check_verify_attention_indices: index tensors must be on the CPU");
   DSPARK_CHECK(!parents || parents->device == DeviceType::kCPU,
                "check_verify_attention_indices: index tensors must be on the CPU");
-  DSPARK_CHECK(at(qo_indptr, 0) == 0, "qo_indptr: expected qo_indptr[0] == 0, got ", at(qo_indptr, 0));
-  DSPARK_CHECK(at(qo_indptr, R) == num_tokens, "qo_indptr: expected qo_indptr[-1] == T = ",
-               num_tokens, " (query tokens in q), got ", at(qo_indptr, R));
+  DSPARK_CHECK(at(qo_indptr, 0) == 0, "qo_indptr: expected qo_indptr[0] == 0, got ",
+               at(qo_indptr, 0));
+  DSPARK_CHECK(at(qo_indptr, R) == num_tokens,
+               "qo_indptr: expected qo_indptr[-1] == T = ", num_tokens,
+               " (query tokens in q), got ", at(qo_indptr, R));
   const int64_t max_pages = block_table.shape[1];
   int32_t max_qo = 0, max_kv = 0;
   for (int64_t r = 0; r < R; ++r) {
@@ -60,14 +59,14 @@ std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
     DSPARK_CHECK(kl >= n, "kv_len: kv_len[", r, "] = ", kl, " is smaller than the request's ",
                  "query count qo_len = ", n, " (kv_len must include the query tokens' own K/V)");
     DSPARK_CHECK(kl <= max_pages * page_size, "kv_len: kv_len[", r, "] = ", kl,
-                 " is beyond the block table's capacity max_pages * page_size = ", max_pages,
-                 " * ", page_size, " = ", max_pages * page_size);
+                 " is beyond the block table's capacity max_pages * page_size = ", max_pages, " * ",
+                 page_size, " = ", max_pages * page_size);
     const int64_t used = (int64_t(kl) + page_size - 1) / page_size;
     const int32_t* row = block_table.ptr<const int32_t>() + r * block_table.strides[0];
     for (int64_t p = 0; p < used; ++p) {
       const int32_t id = row[p * block_table.strides[1]];
-      DSPARK_CHECK(id >= 0 && id < num_pages, "block_table: page id out of range: block_table[",
-                   r, ", ", p, "] = ", id, ", expected in [0, ", num_pages, ") (k_cache has ",
+      DSPARK_CHECK(id >= 0 && id < num_pages, "block_table: page id out of range: block_table[", r,
+                   ", ", p, "] = ", id, ", expected in [0, ", num_pages, ") (k_cache has ",
                    num_pages, " pages)");
     }
     if (parents)
@@ -86,7 +85,8 @@ std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
 void verify_attention_with(const VerifyAttentionArgs& a) {
   check_tensor(a.q, "q", {kF32, kF16, kBF16}, {-1, -1, -1});
   const int64_t T = a.q.shape[0], H = a.q.shape[1], D = a.q.shape[2];
-  DSPARK_CHECK(D == 64 || D == 128 || D == 256, "q: expected head dim D in {64, 128, 256}, got ", D);
+  DSPARK_CHECK(D == 64 || D == 128 || D == 256, "q: expected head dim D in {64, 128, 256}, got ",
+               D);
   check_tensor(a.k_cache, "k_cache", {a.q.dtype}, {-1, -1, -1, D});
   const int64_t num_pages = a.k_cache.shape[0], page_size = a.k_cache.shape[1];
   const int64_t Hk = a.k_cache.shape[2];
@@ -94,8 +94,8 @@ void verify_attention_with(const VerifyAttentionArgs& a) {
   DSPARK_CHECK(Hk >= 1 && H >= 1 && H % Hk == 0, "q: expected the number of query heads H = ", H,
                " to be a positive multiple of the KV heads of k_cache, Hk = ", Hk);
   DSPARK_CHECK(page_size >= 1, "k_cache: expected page_size >= 1, got ", page_size);
-  for (const auto& [t, name] : {std::pair{&a.q, "q"}, {&a.k_cache, "k_cache"},
-                                {&a.v_cache, "v_cache"}})
+  for (const auto& [t, name] :
+       {std::pair{&a.q, "q"}, {&a.k_cache, "k_cache"}, {&a.v_cache, "v_cache"}})
     check_int32_sizes(*t, name);
   check_tensor(a.qo_indptr, "qo_indptr", {kI32}, {-1});
   const int64_t R = a.qo_indptr.shape[0] - 1;
@@ -120,7 +120,9 @@ void verify_attention_with(const VerifyAttentionArgs& a) {
                "sm_scale/logits_soft_cap: expected values that fit in float32");
   check_int_range(a.max_qo_len, "max_qo_len", -1, kInt32Max);
   check_int_range(a.max_kv_len, "max_kv_len", -1, kInt32Max);
-  auto same_dev = [&](const TensorView& t, const char* name) { check_same_device(t, name, a.q, "q"); };
+  auto same_dev = [&](const TensorView& t, const char* name) {
+    check_same_device(t, name, a.q, "q");
+  };
   same_dev(a.k_cache, "k_cache");
   same_dev(a.v_cache, "v_cache");
   same_dev(a.qo_indptr, "qo_indptr");

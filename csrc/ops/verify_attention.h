@@ -41,19 +41,16 @@ void verify_attention(TensorView q, TensorView k_cache, TensorView v_cache, Tens
                       int64_t cuda_kernel, int64_t stream);
 
 inline constexpr std::array<const char*, 16> kVerifyAttentionArgNames = {
-    "q",          "k_cache",    "v_cache", "qo_indptr",  "block_table", "kv_len",
-    "parents",    "sm_scale",   "soft_cap", "window_left", "max_qo_len", "max_kv_len",
-    "out",        "lse",        "cuda_kernel", "stream"};
+    "q",       "k_cache",  "v_cache",     "qo_indptr",   "block_table", "kv_len",
+    "parents", "sm_scale", "soft_cap",    "window_left", "max_qo_len",  "max_kv_len",
+    "out",     "lse",      "cuda_kernel", "stream"};
 
 /// O(T + R * max_pages) checks of host index tensors against a cache of `num_pages` pages of
 /// `page_size` slots: indptr monotone, qo_len <= kv_len <= capacity, used page ids in range,
 /// parents topological. Returns (max_qo_len, max_kv_len).
-std::pair<int32_t, int32_t> check_verify_attention_indices(TensorView qo_indptr,
-                                                           TensorView block_table,
-                                                           TensorView kv_len,
-                                                           std::optional<TensorView> parents,
-                                                           int64_t num_tokens, int64_t num_pages,
-                                                           int64_t page_size);
+std::pair<int32_t, int32_t> check_verify_attention_indices(
+    TensorView qo_indptr, TensorView block_table, TensorView kv_len,
+    std::optional<TensorView> parents, int64_t num_tokens, int64_t num_pages, int64_t page_size);
 
 inline constexpr std::array<const char*, 7> kCheckVerifyAttentionIndicesArgNames = {
     "qo_indptr", "block_table", "kv_len", "parents", "num_tokens", "num_pages", "page_size"};

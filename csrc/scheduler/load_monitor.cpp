@@ -10,8 +10,12 @@
 namespace dspark::scheduler {
 
 LoadMonitor::LoadMonitor(const SpsTable& initial, LoadMonitorOptions options)
-    : opt_(options), mode_(initial.mode()), tokens_(initial.tokens()),
-      time_(initial.step_times()), prior_(initial.step_times()), count_(initial.tokens().size(), 0) {
+    : opt_(options),
+      mode_(initial.mode()),
+      tokens_(initial.tokens()),
+      time_(initial.step_times()),
+      prior_(initial.step_times()),
+      count_(initial.tokens().size(), 0) {
   DSPARK_CHECK(opt_.alpha > 0.0 && opt_.alpha <= 1.0, "alpha: expected a value in (0, 1], got ",
                opt_.alpha);
   DSPARK_CHECK(opt_.clip > 0.0 && std::isfinite(opt_.clip), "clip: expected a positive value, got ",
@@ -81,7 +85,10 @@ std::shared_ptr<const SpsTable> LoadMonitor::table() {
     const int64_t n = static_cast<int64_t>(t.size());
     int64_t prev = -1;
     for (int64_t i = 0; i < n; ++i) {
-      if (count_[i] > 0) { prev = i; continue; }
+      if (count_[i] > 0) {
+        prev = i;
+        continue;
+      }
       int64_t next = i + 1;
       while (next < n && count_[next] == 0) ++next;
       int64_t near = prev;

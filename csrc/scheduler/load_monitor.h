@@ -13,10 +13,10 @@ namespace dspark::scheduler {
 
 /// Tuning of the robust online update (see LoadMonitor).
 struct LoadMonitorOptions {
-  double alpha = 0.05;        ///< learning rate of the exponentially weighted estimates, (0, 1]
-  double clip = 3.0;          ///< residuals are clipped at clip * scale (Huber-style), > 0
-  double init_scale = 0.1;    ///< initial scale, as a fraction of each grid point's step time
-  bool monotone = true;       ///< publish non-decreasing step times (more tokens never run faster)
+  double alpha = 0.05;      ///< learning rate of the exponentially weighted estimates, (0, 1]
+  double clip = 3.0;        ///< residuals are clipped at clip * scale (Huber-style), > 0
+  double init_scale = 0.1;  ///< initial scale, as a fraction of each grid point's step time
+  bool monotone = true;     ///< publish non-decreasing step times (more tokens never run faster)
 };
 
 /// Thread-safe, O(log n) per observation. Keeps, per grid point of the initial table, a step-time
@@ -47,9 +47,9 @@ class LoadMonitor {
   Interpolation mode_;
   std::vector<double> tokens_;
   mutable std::mutex mu_;
-  std::vector<double> time_;    // step-time estimate per grid point, seconds
-  std::vector<double> prior_;   // the initial profile (unobserved points follow their neighbours)
-  std::vector<double> scale_;   // robust residual scale per grid point, seconds
+  std::vector<double> time_;   // step-time estimate per grid point, seconds
+  std::vector<double> prior_;  // the initial profile (unobserved points follow their neighbours)
+  std::vector<double> scale_;  // robust residual scale per grid point, seconds
   std::vector<int64_t> count_;
   int64_t observed_ = 0, clipped_ = 0, out_of_range_ = 0;
   std::shared_ptr<const SpsTable> snapshot_;  // null when stale

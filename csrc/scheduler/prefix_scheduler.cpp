@@ -17,18 +17,19 @@ enum class Walk { kEarlyStop, kGlobal, kTopK };
 
 /// Reused per thread: a server calls the scheduler every step, so no allocation in steady state.
 struct Scratch {
-  std::vector<int32_t> cap;       // [R] positions a request may verify (G or its max length)
-  std::vector<Candidate> heap;    // one head per request
-  std::vector<int32_t> order;     // rows in admission order (global search replay)
-  std::vector<double> values;     // all survivals (capacity search)
+  std::vector<int32_t> cap;     // [R] positions a request may verify (G or its max length)
+  std::vector<Candidate> heap;  // one head per request
+  std::vector<int32_t> order;   // rows in admission order (global search replay)
+  std::vector<double> values;   // all survivals (capacity search)
 };
 
 /// Heap comparator: "x has lower priority than y" so the heap top is the candidate ranked first.
 bool heap_less(const Candidate& x, const Candidate& y) { return ranks_before(y, x); }
 
 void check_input(const ScheduleInput& in) {
-  DSPARK_CHECK(in.num_requests >= 1, "confidences: empty batch: expected shape (R, G) with R >= 1, ",
-               "got (", in.num_requests, ", ", in.draft_len, ")");
+  DSPARK_CHECK(in.num_requests >= 1,
+               "confidences: empty batch: expected shape (R, G) with R >= 1, ", "got (",
+               in.num_requests, ", ", in.draft_len, ")");
   DSPARK_CHECK(in.draft_len >= 0 && in.draft_len <= (int64_t{1} << 30),
                "confidences: expected 0 <= G <= 2^30, got G = ", in.draft_len);
   DSPARK_CHECK(in.draft_len == 0 || in.confidences != nullptr, "confidences: null data pointer");
@@ -200,8 +201,8 @@ int64_t best_count(const ScheduleInput& in, const SpsTable& table) {
     StepTimeCursor probe = table.cursor();
     bool can_win = false;
     for (int64_t m = 1; m <= total - done && !can_win; ++m)
-      can_win = (tau + static_cast<double>(m) * a_max) *
-                    (1.0 / probe(static_cast<double>(b + m))) > best;
+      can_win =
+          (tau + static_cast<double>(m) * a_max) * (1.0 / probe(static_cast<double>(b + m))) > best;
     if (!can_win) break;
     chunk *= 2;
   }

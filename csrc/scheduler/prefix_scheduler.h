@@ -13,12 +13,12 @@ namespace dspark::scheduler {
 
 /// One step's inputs: a row-major [R, G] block of per-position conditional confidences.
 struct ScheduleInput {
-  const float* confidences = nullptr;  ///< [R, G], element (r, j) at r * row_stride + j
-  int64_t num_requests = 0;            ///< R >= 1
-  int64_t draft_len = 0;               ///< G >= 0
-  int64_t row_stride = 0;              ///< elements between rows (>= G)
+  const float* confidences = nullptr;    ///< [R, G], element (r, j) at r * row_stride + j
+  int64_t num_requests = 0;              ///< R >= 1
+  int64_t draft_len = 0;                 ///< G >= 0
+  int64_t row_stride = 0;                ///< elements between rows (>= G)
   const int32_t* max_lengths = nullptr;  ///< [R] optional per-request caps (>= 0)
-  int64_t token_budget = -1;           ///< optional cap on tokens in the step (R + sum l); < 0: none
+  int64_t token_budget = -1;  ///< optional cap on tokens in the step (R + sum l); < 0: none
 };
 
 /// Summary of one decision: B tokens in the step, tau expected tokens, objective tau * SPS(B).

@@ -11,27 +11,48 @@ namespace dspark {
 /// Element types that cross the binding. Values are stable (they appear in error messages).
 /// kUnsupported marks a borrowed tensor of any other dtype, so the op's check can name it.
 enum class DType : int32_t {
-  kFloat32 = 0, kFloat16, kBFloat16, kInt32, kInt64, kUInt8, kBool, kFloat64, kUnsupported
+  kFloat32 = 0,
+  kFloat16,
+  kBFloat16,
+  kInt32,
+  kInt64,
+  kUInt8,
+  kBool,
+  kFloat64,
+  kUnsupported
 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-    case DType::kBool: return "bool";
-    case DType::kFloat64: return "float64";
-    case DType::kUnsupported: return "unsupported (not float16/32/64, bfloat16, int32/64, uint8, bool)";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kBool:
+      return "bool";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kUnsupported:
+      return "unsupported (not float16/32/64, bfloat16, int32/64, uint8, bool)";
   }
   return "unknown";
 }
 
 /// Raw 16-bit storage types; the conversions below are exact and identical on host and device.
-struct Half { uint16_t bits; };
-struct BFloat16 { uint16_t bits; };
+struct Half {
+  uint16_t bits;
+};
+struct BFloat16 {
+  uint16_t bits;
+};
 
 DSPARK_HOST_DEVICE float bits_to_float(uint32_t u) {
 #if defined(__CUDA_ARCH__)
@@ -75,12 +96,22 @@ DSPARK_HOST_DEVICE float load_float(const BFloat16* p, int64_t i) {
 }  // namespace dspark
 
 /// Dispatches a floating DType to a C++ type alias `T` (FlashAttention BOOL_SWITCH style).
-#define DSPARK_DISPATCH_FLOAT(dtype, T, ...)                                               \
-  [&] {                                                                                    \
-    switch (dtype) {                                                                       \
-      case ::dspark::DType::kFloat32: { using T = float; return __VA_ARGS__(); }           \
-      case ::dspark::DType::kFloat16: { using T = ::dspark::Half; return __VA_ARGS__(); }  \
-      case ::dspark::DType::kBFloat16: { using T = ::dspark::BFloat16; return __VA_ARGS__(); } \
-      default: throw std::invalid_argument("unsupported floating dtype");                 \
-    }                                                                                      \
+#define DSPARK_DISPATCH_FLOAT(dtype, T, ...)                       \
+  [&] {                                                            \
+    switch (dtype) {                                               \
+      case ::dspark::DType::kFloat32: {                            \
+        using T = float;                                           \
+        return __VA_ARGS__();                                      \
+      }                                                            \
+      case ::dspark::DType::kFloat16: {                            \
+        using T = ::dspark::Half;                                  \
+        return __VA_ARGS__();                                      \
+      }                                                            \
+      case ::dspark::DType::kBFloat16: {                           \
+        using T = ::dspark::BFloat16;                              \
+        return __VA_ARGS__();                                      \
+      }                                                            \
+      default:                                                     \
+        throw std::invalid_argument("unsupported floating dtype"); \
+    }                                                              \
   }()

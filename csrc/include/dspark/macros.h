@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Layer: include/ (header-only, framework-free). Must not include torch, pybind11 or CUDA runtime APIs.
+// Layer: include/ (header-only, framework-free). Must not include torch, pybind11 or CUDA runtime
+// APIs.
 #pragma once
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
@@ -35,13 +36,13 @@ struct TypeError : std::invalid_argument {
 }  // namespace dspark
 
 /// Like DSPARK_CHECK, for a wrong type (raises TypeError in Python).
-#define DSPARK_CHECK_TYPE(cond, ...)                                              \
-  do {                                                                            \
-    if (!(cond)) throw ::dspark::TypeError(::dspark::str_cat(__VA_ARGS__));       \
+#define DSPARK_CHECK_TYPE(cond, ...)                                        \
+  do {                                                                      \
+    if (!(cond)) throw ::dspark::TypeError(::dspark::str_cat(__VA_ARGS__)); \
   } while (0)
 
 /// Host-side check that throws std::invalid_argument (pybind11 maps it to ValueError).
-#define DSPARK_CHECK(cond, ...)                                           \
-  do {                                                                    \
+#define DSPARK_CHECK(cond, ...)                                               \
+  do {                                                                        \
     if (!(cond)) throw std::invalid_argument(::dspark::str_cat(__VA_ARGS__)); \
   } while (0)

@@ -18,7 +18,8 @@ DSPARK_HOST_DEVICE float select_bits(uint32_t mask, float a, float b) {
   return bits_to_float((float_to_bits(a) & mask) | (float_to_bits(b) & ~mask));
 }
 
-/// All-ones when cond holds (vectorises to a compare, unlike a ?: on floats that GCC may branch on).
+/// All-ones when cond holds (vectorises to a compare, unlike a ?: on floats that GCC may branch
+/// on).
 DSPARK_HOST_DEVICE uint32_t mask_if(bool cond) { return 0u - uint32_t(cond); }
 
 /// exp(x) for finite or infinite x; NaN propagates. Underflows to 0 below -87.3.

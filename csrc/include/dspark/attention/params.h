@@ -18,7 +18,7 @@ struct VerifyAttentionParams {
   const void* v = nullptr;  // [num_pages, page_size, Hk, D]
   int64_t k_stride_page = 0, k_stride_slot = 0, k_stride_head = 0;
   int64_t v_stride_page = 0, v_stride_slot = 0, v_stride_head = 0;
-  DType dtype = DType::kFloat32;     // q, k, v and out share it
+  DType dtype = DType::kFloat32;         // q, k, v and out share it
   const int32_t* qo_indptr = nullptr;    // [R+1]
   const int32_t* block_table = nullptr;  // [R, max_pages]
   int64_t block_table_stride = 0;
@@ -30,14 +30,14 @@ struct VerifyAttentionParams {
   int32_t num_kv_heads = 0;          // Hk (H % Hk == 0)
   int32_t head_dim = 0;              // D
   int32_t page_size = 0;
-  int32_t max_pages = 0;             // block_table width
-  int32_t num_pages = 0;             // pages in the cache (page ids are clamped to it on CUDA)
-  int32_t max_qo_len = 0;            // largest qo_len[r] (CUDA grid sizing; mask words on CPU)
-  int32_t max_kv_len = 0;            // largest kv_len[r] (CUDA split-KV sizing)
-  float sm_scale = 1.0f;             // applied to q.k before the soft-cap
-  float soft_cap = 0.0f;             // > 0: logits = cap * tanh(logits / cap) (Gemma)
-  int32_t window_left = -1;          // >= 0: keys with pos_q - pos_k > window_left are hidden
-  int32_t cuda_kernel = 0;           // CUDA only: 0 = auto, 1 = plain CUDA, 2 = tensor cores
+  int32_t max_pages = 0;     // block_table width
+  int32_t num_pages = 0;     // pages in the cache (page ids are clamped to it on CUDA)
+  int32_t max_qo_len = 0;    // largest qo_len[r] (CUDA grid sizing; mask words on CPU)
+  int32_t max_kv_len = 0;    // largest kv_len[r] (CUDA split-KV sizing)
+  float sm_scale = 1.0f;     // applied to q.k before the soft-cap
+  float soft_cap = 0.0f;     // > 0: logits = cap * tanh(logits / cap) (Gemma)
+  int32_t window_left = -1;  // >= 0: keys with pos_q - pos_k > window_left are hidden
+  int32_t cuda_kernel = 0;   // CUDA only: 0 = auto, 1 = plain CUDA, 2 = tensor cores
   // ---- outputs
   void* out = nullptr;  // [T, H, D], dtype
   int64_t o_stride_t = 0, o_stride_h = 0;

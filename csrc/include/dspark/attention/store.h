@@ -32,7 +32,9 @@ DSPARK_HOST_DEVICE uint16_t float_to_half_bits(float f) {
 }
 
 DSPARK_HOST_DEVICE void store_float(float* p, int64_t i, float x) { p[i] = x; }
-DSPARK_HOST_DEVICE void store_float(Half* p, int64_t i, float x) { p[i].bits = float_to_half_bits(x); }
+DSPARK_HOST_DEVICE void store_float(Half* p, int64_t i, float x) {
+  p[i].bits = float_to_half_bits(x);
+}
 DSPARK_HOST_DEVICE void store_float(BFloat16* p, int64_t i, float x) {
   p[i].bits = float_to_bf16_bits(x);
 }

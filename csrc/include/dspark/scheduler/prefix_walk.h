@@ -61,7 +61,10 @@ inline double interpolate_step_time(const double* tokens, const double* seconds,
   int64_t lo = 0, hi = n - 1;
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
-    if (tokens[mid] >= b) hi = mid; else lo = mid;
+    if (tokens[mid] >= b)
+      hi = mid;
+    else
+      lo = mid;
   }
   return segment_step_time(tokens, seconds, hi, b, mode);
 }

@@ -53,15 +53,15 @@ struct VerifyParams {
   int32_t num_nodes = 0;               // N
   int32_t max_depth = 0;               // D: output width is D (+1 for tokens)
   // ---- outputs
-  int32_t* accept_len = nullptr;     // [R]
-  int32_t* num_emitted = nullptr;    // [R]
-  int32_t* tokens = nullptr;         // [R, D+1], -1 padded
-  int32_t* final_token = nullptr;    // [R]
-  bool* final_is_bonus = nullptr;    // [R]
-  int32_t* path = nullptr;           // [R, D], -1 padded
-  int32_t* last_row = nullptr;       // [R]
-  int64_t* next_offset = nullptr;    // [R]
-  float* logprobs = nullptr;         // [R, D+1] or nullptr
+  int32_t* accept_len = nullptr;   // [R]
+  int32_t* num_emitted = nullptr;  // [R]
+  int32_t* tokens = nullptr;       // [R, D+1], -1 padded
+  int32_t* final_token = nullptr;  // [R]
+  bool* final_is_bonus = nullptr;  // [R]
+  int32_t* path = nullptr;         // [R, D], -1 padded
+  int32_t* last_row = nullptr;     // [R]
+  int64_t* next_offset = nullptr;  // [R]
+  float* logprobs = nullptr;       // [R, D+1] or nullptr
 };
 
 /// Per-request sampling parameters, resolved from VerifyParams.

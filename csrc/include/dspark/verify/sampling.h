@@ -16,11 +16,11 @@ namespace dspark {
 /// p(v) = w(v) * inv_z if w(v) >= thr else 0, with w(v) = exp((x_v - max) / T) for logits and
 /// w(v) = x_v^(1/T) for probabilities.
 struct RowStats {
-  float max = 0.0f;     // max of the raw row (logits only)
-  int32_t argmax = 0;   // lowest index of the maximum (greedy)
-  float thr = 0.0f;     // weight threshold from top-k/top-p/min-p (0: keep all)
-  float inv_z = 1.0f;   // 1 / sum of kept weights
-  float log_z = 0.0f;   // log of the same sum (for log-probabilities)
+  float max = 0.0f;    // max of the raw row (logits only)
+  int32_t argmax = 0;  // lowest index of the maximum (greedy)
+  float thr = 0.0f;    // weight threshold from top-k/top-p/min-p (0: keep all)
+  float inv_z = 1.0f;  // 1 / sum of kept weights
+  float log_z = 0.0f;  // log of the same sum (for log-probabilities)
 };
 
 /// Unnormalised weight w(v) of a raw row value x (before the threshold).
@@ -60,9 +60,9 @@ DSPARK_HOST_DEVICE float draft_prob(const T* row, int32_t v, const QStats& qs, b
 // scalars, so both backends compute it identically and no [V] workspace is needed.
 
 struct ResidualState {
-  int32_t num = 0;     // children rejected so far at this node
-  int32_t start = 0;   // first step of the chain (moved past steps whose residual mass was 0)
-  uint64_t bloom = 0;  // bit (t & 63) set for every tried token: a cheap membership pre-filter
+  int32_t num = 0;       // children rejected so far at this node
+  int32_t start = 0;     // first step of the chain (moved past steps whose residual mass was 0)
+  uint64_t bloom = 0;    // bit (t & 63) set for every tried token: a cheap membership pre-filter
   float q_tried = 0.0f;  // sum of q over tried tokens (without replacement)
   int32_t tok[kMaxSiblings];
   float qscale[kMaxSiblings];
@@ -118,8 +118,10 @@ DSPARK_HOST_DEVICE float accept_uniform(uint64_t seed, uint64_t offset, int32_t 
 }
 
 /// Standard exponential for race block `b` of the row of node `node`.
-DSPARK_HOST_DEVICE float block_exponential(uint64_t seed, uint64_t offset, int32_t node, int32_t b) {
-  return -dlog(uniform_open01(verify_philox(seed, offset, node, kPurposeBlockRace, uint32_t(b)).v[0]));
+DSPARK_HOST_DEVICE float block_exponential(uint64_t seed, uint64_t offset, int32_t node,
+                                           int32_t b) {
+  return -dlog(
+      uniform_open01(verify_philox(seed, offset, node, kPurposeBlockRace, uint32_t(b)).v[0]));
 }
 
 /// Standard exponentials for tokens 4i .. 4i+3 of the row of node `node`.

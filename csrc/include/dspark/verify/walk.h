@@ -121,8 +121,8 @@ DSPARK_HOST_DEVICE void verify_request(const VerifyParams& P, int32_t r, Ops& op
           if (P.q_kind == DraftQ::kLogits) qs = ops.qstats(qnode);
         }
         qv = draft_prob(ops.draft_row(qnode), tok, qs, P.q_kind == DraftQ::kLogits);
-        const bool tried = P.sampling == DraftSampling::kWithoutReplacement &&
-                           tried_before(rs, rs.num, tok);
+        const bool tried =
+            P.sampling == DraftSampling::kWithoutReplacement && tried_before(rs, rs.num, tok);
         q_t = tried ? 0.0f : qv * next_qscale(rs, P.sampling);
       }
       const float p0 = target_prob(trow, tok, st, rp.inv_temp, is_probs);
