@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 
+from dspark import SamplingParams
 from dspark.engine.engine import Engine
 from dspark.engine.request import FinishReason
 from dspark.models import Drafter, DrafterConfig, Proposal, build_drafter
 from tests._tiny import greedy_reference, tiny_qwen3
 
 
-@dataclass
-class Params:  # the fields of dspark.SamplingParams the engine reads
-    max_tokens: int
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = 0
-    min_p: float = 0.0
-    stop: tuple[int, ...] = ()
+def Params(max_tokens: int, **kw) -> SamplingParams:
+    """Greedy by default, seed 0: the tests compare with the target's greedy decoding."""
+    return SamplingParams(**{"temperature": 0.0, "seed": 0, "max_tokens": max_tokens, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -99,15 +99,19 @@ def check_generate_inputs(
     mnt = as_request_tensor(
         "max_new_tokens", max_new_tokens, bsz, torch.int64, device, convert=True
     )
+    assert mnt is not None  # as_request_tensor returns None only for None
     if bool((mnt < 1).any()):
         raise ValueError(f"max_new_tokens: expected values >= 1, got {mnt.min().item()}")
     temp = as_request_tensor("temperature", temperature, bsz, torch.float32, device, convert=True)
+    assert temp is not None
     if bool(((temp < 0) | ~torch.isfinite(temp)).any()):
         raise ValueError(f"temperature: expected finite values >= 0, got {temp.tolist()}")
     tk = as_request_tensor("top_k", top_k, bsz, torch.int32, device, convert=True)
+    assert tk is not None
     if bool((tk < 0).any()):
         raise ValueError(f"top_k: expected values >= 0, got {tk.tolist()}")
     tp = as_request_tensor("top_p", top_p, bsz, torch.float32, device, convert=True)
+    assert tp is not None
     if bool(((tp <= 0) | (tp > 1)).any()):
         raise ValueError(f"top_p: expected values in (0, 1], got {tp.tolist()}")
     if stop_token_ids is None:

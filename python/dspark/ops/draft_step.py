@@ -112,9 +112,9 @@ def draft_step(
     # draft_step.cpp); here only what the conversions and the allocations need.
     for name, x in (("w1", w1), ("w2", w2), ("anchors", anchors)):
         check_tensor(name, x)
-    for name, x in (("hidden", hidden), ("conf_weight", conf_weight)):
-        if x is not None:
-            check_tensor(name, x)
+    for opt_name, opt in (("hidden", hidden), ("conf_weight", conf_weight)):
+        if opt is not None:
+            check_tensor(opt_name, opt)
     candidates = as_int("candidates", candidates, 0, 2**31 - 1)
     if sampling is not None:
         b = apply_sampling(
