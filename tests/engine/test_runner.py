@@ -9,31 +9,16 @@ import transformers
 from dspark.engine import ModelRunner, OutOfPages, StepRequest
 from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models import target_features
+from tests._tiny import tiny_gemma3, tiny_llama, tiny_qwen3
 
 
 def tiny(kind: str, sliding_window: int | None = None):
-    """2-layer targets with head dim 64 (a verify_attention kernel size), fp32."""
-    torch.manual_seed(0)
-    common = dict(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=256,
-    )
+    """3-layer tiny targets of each family (head dim 64, a verify_attention kernel size)."""
     if kind == "qwen3":
-        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common))
-    elif kind == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**common))
-    else:
-        cfg = transformers.Gemma3TextConfig(**common, sliding_window=sliding_window or 512)
-        model = transformers.Gemma3ForCausalLM(cfg)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(5.0)
-    return model.eval()
+        return tiny_qwen3(vocab=97, layers=3, logit_scale=5.0)
+    if kind == "llama":
+        return tiny_llama(vocab=97, layers=3)
+    return tiny_gemma3(vocab=97, layers=3, sliding_window=sliding_window or 512)
 
 
 KINDS = ["qwen3", "llama", "gemma3"]
