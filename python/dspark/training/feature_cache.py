@@ -327,8 +327,8 @@ class TargetCache:
     ----------
     path : path-like
     verify : bool
-        Also recompute every shard's SHA-256 (reads the whole cache once). Sizes and the manifest
-        are always checked.
+        Recompute every shard's SHA-256 (reads the whole cache once; default). ``False`` skips
+        it for speed; sizes and the manifest are always checked.
 
     Raises
     ------
@@ -338,7 +338,7 @@ class TargetCache:
         Unknown version, size or checksum mismatch (corruption).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, verify: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, verify: bool = True) -> None:
         self.dir = recover_dir(path)
         mpath = self.dir / MANIFEST
         if not mpath.is_file():
