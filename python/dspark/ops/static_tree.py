@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dspark.ops.tree import tree_from_choices
+from dspark.ops.tree import tree_attention_mask, tree_from_choices, tree_positions
 
 __all__ = ["StaticTree"]
 
@@ -54,12 +54,11 @@ class StaticTree:
         n = len(order)
         if n == 0:
             raise ValueError("tree_choices: expected at least one node")
-        anc = torch.zeros(n + 1, n + 1, dtype=torch.bool)
-        anc[:, 0] = True
-        for i in range(n):
-            anc[i + 1, i + 1] = True
-            p = int(parents[i])
-            if p >= 0:
-                anc[i + 1] |= anc[p + 1]
-        depth = torch.tensor([0] + [len(c) for c in order], dtype=torch.int64)
-        return cls(parents, [c[-1] for c in order], depth, anc)
+        # [anchor, node_0, ...] in verify_attention's query layout: the anchor has parent -1,
+        # node i's parent p is query p + 1 (the anchor when p == -1).
+        q_parents = torch.cat([torch.tensor([-1], dtype=torch.int32), parents.to(torch.int32) + 1])
+        q_parents[1:][parents < 0] = 0
+        qo_indptr = torch.tensor([0, n + 1], dtype=torch.int32)
+        anc = tree_attention_mask(q_parents, qo_indptr=qo_indptr, layout="dense").view(n + 1, n + 1)
+        depth = tree_positions(q_parents, qo_indptr, torch.tensor([n + 1], dtype=torch.int32))
+        return cls(parents, [c[-1] for c in order], depth.to(torch.int64), anc.bool())
