@@ -285,3 +285,24 @@ def test_paged_generation_returns_every_page(peaked_target, monkeypatch):
     )
     assert out.num_generated.tolist() == [4, 16, 9]
     assert seen and all(seen)
+
+
+def test_generate_takes_sampling_params(peaked_target):
+    """One SamplingParams per request gives the same output as the equivalent keywords."""
+    drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
+    ids, mask = _prompts()
+    kw = dict(max_new_tokens=[5, 9, 3], temperature=[0.0, 1.0, 0.7], top_k=[0, 4, 0], seed=3)
+    ref = dspark.generate(peaked_target, drafter, ids, mask, **kw)
+    sp = [
+        dspark.SamplingParams(max_tokens=5, temperature=0.0),
+        dspark.SamplingParams(max_tokens=9, temperature=1.0, top_k=4),
+        dspark.SamplingParams(max_tokens=3, temperature=0.7),
+    ]
+    out = dspark.generate(peaked_target, drafter, ids, mask, sampling=sp, seed=3)
+    assert torch.equal(out.sequences, ref.sequences)
+    with pytest.raises(ValueError, match="not both"):
+        dspark.generate(peaked_target, drafter, ids, mask, sampling=sp, temperature=0.5)
+    with pytest.raises(ValueError, match="max_tokens"):
+        dspark.generate(peaked_target, drafter, ids, mask, sampling=dspark.SamplingParams())
+    with pytest.raises(TypeError, match="max_new_tokens"):
+        dspark.generate(peaked_target, drafter, ids, mask)

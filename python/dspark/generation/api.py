@@ -10,6 +10,7 @@ import torch
 from dspark.generation.speculative import Scheduler, SpeculativeGenerator
 from dspark.generation.stats import GenerationOutput
 from dspark.models.base import Drafter
+from dspark.sampling_params import SamplingParams
 
 __all__ = ["generate"]
 
@@ -20,7 +21,7 @@ def generate(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    max_new_tokens: int | Sequence[int] | torch.Tensor,
+    max_new_tokens: int | Sequence[int] | torch.Tensor | None = None,
     temperature: float | Sequence[float] | torch.Tensor = 1.0,
     top_k: int | Sequence[int] | torch.Tensor = 0,
     top_p: float | Sequence[float] | torch.Tensor = 1.0,
@@ -32,6 +33,7 @@ def generate(
     num_draft_tokens: int | None = None,
     tree_choices: Sequence[Sequence[int]] | None = None,
     streamer: Callable[[int, list[int]], None] | None = None,
+    sampling: SamplingParams | Sequence[SamplingParams] | None = None,
 ) -> GenerationOutput:
     """Speculative generation with a drafter, lossless with respect to the target.
 
@@ -63,6 +65,9 @@ def generate(
         See :class:`SpeculativeGenerator`.
     streamer : callable(request_index, new_tokens), optional
         Called after every round with each request's newly accepted tokens.
+    sampling : SamplingParams or list of SamplingParams (one per request), optional
+        Instead of ``max_new_tokens``/``temperature``/``top_k``/``top_p``/``stop_token_ids``
+        (``max_tokens`` required; ``min_p`` and per-request seeds are not supported here).
 
     Returns
     -------
@@ -94,4 +99,5 @@ def generate(
         pad_token_id=pad_token_id,
         seed=seed,
         streamer=streamer,
+        sampling=sampling,
     )

@@ -49,19 +49,77 @@ def default_token_ids(target: Any, field: str) -> list[int]:
     return [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
+def _from_sampling(sampling: Any, input_ids: Any, **keywords: Any) -> dict[str, Any]:
+    """The generate keywords a :class:`dspark.SamplingParams` (one, or one per request) sets."""
+    from dspark.sampling_params import SamplingParams
+
+    defaults = {
+        "max_new_tokens": None,
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "stop_token_ids": None,
+    }
+    given = [k for k, v in keywords.items() if not _is_default(v, defaults[k])]
+    if given:
+        raise ValueError(f"sampling: pass either sampling= or {', '.join(given)}, not both")
+    bsz = int(input_ids.shape[0]) if isinstance(input_ids, torch.Tensor) and input_ids.dim() else 1
+    b = SamplingParams.batch(sampling, num_requests=None if isinstance(sampling, list) else bsz)
+    if b.max_tokens is None:
+        raise ValueError("sampling: max_tokens must be set for generate")
+    if bool((b.min_p != 0).any()):
+        raise ValueError("sampling: min_p is not supported by generate yet (use dspark.engine)")
+    if b.seed is not None:
+        raise ValueError("sampling: per-request seeds are not supported by generate; use seed=")
+    stops = [sorted(s) for s in b.stop]
+    return {
+        "max_new_tokens": b.max_tokens,
+        "temperature": b.temperature,
+        "top_k": b.top_k,
+        "top_p": b.top_p,
+        # An empty stop set keeps generate's default (the target's end-of-sequence ids).
+        "stop_token_ids": stops if any(stops) else None,
+    }
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return value is default or (not isinstance(value, torch.Tensor) and value == default)
+
+
 def check_generate_inputs(
     target: Any,
     input_ids: Any,
     attention_mask: Any = None,
     *,
-    max_new_tokens: Any,
+    max_new_tokens: Any = None,
     temperature: Any = 1.0,
     top_k: Any = 0,
     top_p: Any = 1.0,
     stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
     pad_token_id: int | None = None,
+    sampling: Any = None,
 ) -> RequestParams:
     """Check and normalise :func:`dspark.generate` arguments (see its docstring)."""
+    if sampling is not None:
+        return check_generate_inputs(
+            target,
+            input_ids,
+            attention_mask,
+            pad_token_id=pad_token_id,
+            **_from_sampling(
+                sampling,
+                input_ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                stop_token_ids=stop_token_ids,
+            ),
+        )
+    if max_new_tokens is None:
+        raise TypeError(
+            "max_new_tokens: required (or pass sampling=SamplingParams(max_tokens=...))"
+        )
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids: expected a torch.Tensor, got {type(input_ids).__name__}")
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:

@@ -126,7 +126,7 @@ class SpeculativeGenerator:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         *,
-        max_new_tokens: int | Sequence[int] | torch.Tensor,
+        max_new_tokens: int | Sequence[int] | torch.Tensor | None = None,
         temperature: float | Sequence[float] | torch.Tensor = 1.0,
         top_k: int | Sequence[int] | torch.Tensor = 0,
         top_p: float | Sequence[float] | torch.Tensor = 1.0,
@@ -134,6 +134,7 @@ class SpeculativeGenerator:
         pad_token_id: int | None = None,
         seed: int | None = None,
         streamer: Callable[[int, list[int]], None] | None = None,
+        sampling: Any = None,
     ) -> GenerationOutput:
         """Generate continuations of a batch of prompts (see :func:`dspark.generate`)."""
         params = check_generate_inputs(
@@ -146,6 +147,7 @@ class SpeculativeGenerator:
             top_p=top_p,
             stop_token_ids=stop_token_ids,
             pad_token_id=pad_token_id,
+            sampling=sampling,
         )
         generated: list[list[int]] = [[] for _ in range(params.batch)]
         rounds: list[RoundStats] = []
