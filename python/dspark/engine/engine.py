@@ -234,14 +234,8 @@ class Engine:
         need = {r.request_id: extra(r, r.num_computed + 1 + self.k) for r in decode}
         total = sum(need.values())
         while total > cache.num_free_pages:
-            if len(self.running) == 1:
-                raise RuntimeError(
-                    f"num_pages: one request needs more than all {cache.num_pages} pages of "
-                    f"{cache.page_size} slots; raise num_pages or lower max_model_len"
-                )
-            victim = self.running[-1]
-            total -= need.pop(victim.request_id, 0)
-            self._preempt(victim)
+            total -= need.pop(self.running[-1].request_id, 0)
+            self._preempt_latest()
         decode = [r for r in decode if r.request_id in need]
         free = cache.num_free_pages - total
         budget = self.max_num_batched_tokens - len(decode) * (1 + self.k)
@@ -259,14 +253,19 @@ class Engine:
             free -= extra(r, r.num_computed + n)
         if not decode and not chunks and self.running:
             # Nothing fits: free the latest request's pages so the others can progress.
-            if len(self.running) == 1:
-                raise RuntimeError(
-                    f"num_pages: one request needs more than all {cache.num_pages} pages of "
-                    f"{cache.page_size} slots; raise num_pages or lower max_model_len"
-                )
-            self._preempt(self.running[-1])
+            self._preempt_latest()
             return self._plan()
         return decode, chunks
+
+    def _preempt_latest(self) -> None:
+        """Preempt the most recently admitted request (LIFO); a lone request cannot be."""
+        if len(self.running) == 1:
+            cache = self.runner.cache
+            raise RuntimeError(
+                f"num_pages: one request needs more than all {cache.num_pages} pages of "
+                f"{cache.page_size} slots; raise num_pages or lower max_model_len"
+            )
+        self._preempt(self.running[-1])
 
     def _preempt(self, req: Request) -> None:
         """Free ``req``'s pages and queue it first; its context is recomputed later."""

@@ -62,6 +62,13 @@ class PagedTargetRunner:
                 self.runner.cache.free(r)
             self.runner.close()
 
+    @staticmethod
+    def _features(out: Any) -> torch.Tensor:
+        """The step's packed features ``[T, F]`` (``F = 0`` without feature layers)."""
+        if out.features is not None:
+            return out.features
+        return out.logits.new_zeros(out.layout.num_tokens, 0)
+
     def _scatter(self, packed: torch.Tensor, counts: list[int], width: int) -> torch.Tensor:
         """Packed rows ``[sum(counts), X]`` -> zero-padded ``[B, width, X]``."""
         out = packed.new_zeros(len(counts), width, packed.shape[-1])
@@ -78,9 +85,7 @@ class PagedTargetRunner:
         ]
         out = self.runner.run(step)
         counts = [len(s.tokens) for s in step]
-        feats = out.features
-        if feats is None:
-            feats = out.logits.new_zeros(sum(counts), 0)
+        feats = self._features(out)
         return TargetForward(
             self._scatter(out.logits, counts, width), self._scatter(feats, counts, width)
         )
@@ -100,15 +105,12 @@ class PagedTargetRunner:
         self.rows = list(range(bsz))
         mask = attention_mask.bool()
         step = [StepRequest(b, input_ids[b][mask[b]], logits="last") for b in range(bsz)]
-        counts = [len(s.tokens) for s in step]
         out = self.runner.run(step)
         self._pending = []
         last_col = mask.long().cumsum(1).argmax(1)
         logits = out.logits.new_zeros(bsz, width, out.logits.shape[-1])
         logits[torch.arange(bsz, device=self.device), last_col] = out.logits
-        feats = out.features
-        if feats is None:
-            feats = out.logits.new_zeros(sum(counts), 0)
+        feats = self._features(out)
         full = feats.new_zeros(bsz, width, feats.shape[-1])
         full[mask] = feats
         return TargetForward(logits, full)
