@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "regenerate": "dspark.cli.regenerate",
     "prepare": "dspark.cli.prepare",
     "train": "dspark.cli.train",
+    "serve": "dspark.cli.serve",
 }
 
 

@@ -27,10 +27,21 @@ import torch
 from dspark.engine.request import FinishReason, Request, RequestOutput, RequestStatus
 from dspark.engine.runner import ModelRunner, StepRequest
 from dspark.ops.verify import verify_batch
+from dspark.scheduler import LoadMonitor
 
 __all__ = ["Engine"]
 
 SPECULATION = ("none", "fixed", "scheduler")
+
+
+def _grid(cap: int) -> list[int]:
+    """Token counts 1, 2, 4, ... (and a few between) up to ``cap``, for the step-cost profile."""
+    pts = {1, cap}
+    b = 2
+    while b < cap:
+        pts.update({b, min(cap, b + b // 2)})
+        b *= 2
+    return sorted(pts)
 
 
 class Engine:
@@ -49,6 +60,9 @@ class Engine:
         Drafts per request and step (``K``; default the drafter's block size).
     scheduler : object with ``schedule(confidence[R, G], remaining_tokens=[R]) -> [R]``
         Chooses verify lengths in ``"scheduler"`` mode (e.g. ``dspark.PrefixScheduler``).
+        Default for a drafter with confidences: :meth:`auto_scheduler`, a ``PrefixScheduler``
+        on a ``LoadMonitor`` started from the engine's own measured step cost and refined from
+        every verification step's measured time.
     num_pages, page_size : int
         The KV page pool (default: room for ``max_num_seqs`` requests of ``max_model_len``).
     max_num_seqs : int
@@ -79,8 +93,11 @@ class Engine:
             raise ValueError(f"speculation: expected one of {SPECULATION}, got {speculation!r}")
         if speculation != "none" and drafter is None:
             raise ValueError(f"drafter: speculation={speculation!r} needs a drafter")
-        if speculation == "scheduler" and scheduler is None:
-            raise ValueError("scheduler: speculation='scheduler' needs a scheduler object")
+        if speculation == "scheduler" and scheduler is None and not drafter.has_confidence:
+            raise ValueError(
+                "scheduler: speculation='scheduler' needs a scheduler object or a drafter with "
+                "a confidence head"
+            )
         cfg = getattr(target.config, "text_config", None) or target.config
         self.max_model_len = int(max_model_len or cfg.max_position_embeddings)
         for name, v in (
@@ -91,13 +108,19 @@ class Engine:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
         self.target, self.speculation = target, speculation
+        self._drafter = drafter  # kept in "none" mode so set_speculation can switch back
         self.drafter = drafter if speculation != "none" else None
-        self.k = int(num_draft_tokens or (drafter.config.block_size if drafter else 0))
+        self.max_k = int(drafter.config.block_size) if drafter is not None else 0
+        self.k = self._check_k(num_draft_tokens) if speculation != "none" else 0
         self.scheduler = scheduler
+        # The LoadMonitor fed by measured step times (the auto scheduler's, or the given one's).
+        self.monitor: Any = getattr(scheduler, "sps", None)
+        if not isinstance(self.monitor, LoadMonitor):
+            self.monitor = None
         self.max_num_seqs, self.max_num_batched_tokens = max_num_seqs, max_num_batched_tokens
         if num_pages is None:
-            num_pages = max_num_seqs * -(-(self.max_model_len + self.k + 1) // page_size)
-        layers = self.drafter.config.feature_layers if self.drafter is not None else []
+            num_pages = max_num_seqs * -(-(self.max_model_len + self.max_k + 1) // page_size)
+        layers = drafter.config.feature_layers if drafter is not None else []
         self.runner = ModelRunner(
             target, num_pages=num_pages, page_size=page_size, feature_layers=layers
         )
@@ -111,12 +134,147 @@ class Engine:
         self._prefill_feats: dict[str, list[torch.Tensor]] = {}
         self._ids = itertools.count()
         self.last_step: dict[str, Any] = {}
+        if speculation == "scheduler" and scheduler is None:
+            self.scheduler = self.auto_scheduler()
+
+    def _check_k(self, k: int | None) -> int:
+        if k is None:
+            return self.max_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.max_k:
+            raise ValueError(
+                f"num_draft_tokens: expected an integer in [1, {self.max_k}] (the drafter's "
+                f"block size), got {k!r}"
+            )
+        return k
+
+    # --- speculation settings ---------------------------------------------------------------
+    def set_speculation(
+        self, speculation: str, num_draft_tokens: int | None = None, scheduler: Any = None
+    ) -> None:
+        """Switch between ``"none"``, ``"fixed"`` (K drafts) and ``"scheduler"`` while idle.
+
+        Raises
+        ------
+        RuntimeError
+            Requests are in flight (switch between runs).
+        ValueError
+            Unknown mode, no drafter, or ``num_draft_tokens`` outside ``[1, block_size]``.
+        """
+        if speculation not in SPECULATION:
+            raise ValueError(f"speculation: expected one of {SPECULATION}, got {speculation!r}")
+        if self.has_unfinished():
+            raise RuntimeError("set_speculation: requests are in flight; wait until they finish")
+        if speculation != "none" and self._drafter is None:
+            raise ValueError(f"speculation: {speculation!r} needs a drafter; the engine has none")
+        if speculation == "none":
+            self.drafter, self.k = None, 0
+        else:
+            self.drafter, self.k = self._drafter, self._check_k(num_draft_tokens)
+        if speculation == "scheduler":
+            if scheduler is not None:
+                self.scheduler = scheduler
+                mon = getattr(scheduler, "sps", None)
+                self.monitor = mon if isinstance(mon, LoadMonitor) else None
+            elif self.scheduler is None:
+                if not self._drafter.has_confidence:
+                    raise ValueError("speculation: 'scheduler' needs a drafter with confidences")
+                self.scheduler = self.auto_scheduler()
+        self.speculation = speculation
+        self._state = self.drafter.new_state(0) if self.drafter is not None else None
+        self._drafting, self._dropped = [], set()
+        self._prefill_feats.clear()
+
+    def profile_step_cost(
+        self,
+        context_len: int = 256,
+        tokens: Sequence[int] | None = None,
+        *,
+        repeats: int = 3,
+        warmup: int = 1,
+    ) -> Any:
+        """Measure this engine's step-rate curve: one packed forward of ``B`` tokens.
+
+        A step of ``B`` tokens is ``R = ceil(B / (K + 1))`` requests of ``K + 1`` tokens each
+        (an anchor and its drafts) over ``context_len`` cached tokens, logits for every row, as
+        verification runs it. The requests live in the engine's own page pool and are freed
+        afterwards; the engine must be idle. ``tokens`` defaults to a grid up to
+        ``max_num_seqs * (K + 1)`` (capped by ``max_num_batched_tokens``).
+
+        Returns
+        -------
+        dspark.SpsTable
+        """
+        from dspark.scheduler import profile_sps
+
+        if self.has_unfinished():
+            raise RuntimeError("profile_step_cost: requests are in flight")
+        width = self.max_k + 1
+        cache = self.runner.cache
+        cap = min(self.max_num_seqs * width, self.max_num_batched_tokens)
+        ctx = max(1, min(int(context_len), self.max_model_len - width - 1))
+        fit = cache.num_pages // max(cache.pages_for(ctx + width), 1)
+        cap = min(cap, fit * width)
+        if cap < 1:
+            raise ValueError(f"context_len: no room for one request of {ctx} tokens in the pool")
+        grid = list(tokens) if tokens is not None else _grid(cap)
+        ids = [f"__profile{i}" for i in range(-(-max(grid) // width))]
+        vocab = int(self.runner.config.vocab_size)
+        gen = torch.Generator().manual_seed(0)
+        try:
+            for rid in ids:
+                cache.add(rid)
+            prompt = torch.randint(0, vocab, (len(ids), ctx), generator=gen)
+            self.runner.run(
+                [StepRequest(rid, prompt[i], logits="none") for i, rid in enumerate(ids)]
+            )
+            row = torch.randint(0, vocab, (width,), generator=gen)
+
+            def forward(b: int) -> None:
+                n = -(-b // width)
+                sizes = [width] * (n - 1) + [b - width * (n - 1)]
+                self.runner.run(
+                    [StepRequest(ids[i], row[: sizes[i]], logits="all") for i in range(n)]
+                )
+                for i in range(n):
+                    cache.truncate(ids[i], ctx)
+
+            return profile_sps(forward, grid, warmup=warmup, repeats=repeats)
+        finally:
+            for rid in ids:
+                if rid in cache:
+                    cache.free(rid)
+
+    def auto_scheduler(self, context_len: int = 256) -> Any:
+        """A :class:`dspark.PrefixScheduler` on a :class:`dspark.LoadMonitor` started from this
+        engine's measured step cost (:meth:`profile_step_cost`); steps refine it online."""
+        from dspark.scheduler import LoadMonitor, PrefixScheduler
+
+        self.monitor = LoadMonitor(self.profile_step_cost(context_len))
+        return PrefixScheduler(self.monitor)
 
     # --- requests -------------------------------------------------------------------------
     def add_request(
-        self, prompt_token_ids: Sequence[int], params: Any, request_id: str | None = None
+        self,
+        prompt_token_ids: Sequence[int],
+        params: Any,
+        request_id: str | None = None,
+        *,
+        tpot_slo: float | None = None,
+        logprobs: bool = False,
     ) -> str:
-        """Queue a request; returns its id. ``params`` is a :class:`dspark.SamplingParams`."""
+        """Queue a request; returns its id. ``params`` is a :class:`dspark.SamplingParams`.
+
+        ``tpot_slo`` (seconds per output token) is a latency target the scheduler honours by
+        capping the step's tokens (``speculation="scheduler"`` only); ``logprobs`` asks for the
+        log-probability of every emitted token under the processed target distribution.
+        """
+        if tpot_slo is not None and (
+            isinstance(tpot_slo, bool)
+            or not isinstance(tpot_slo, (int, float))
+            or not tpot_slo > 0
+            or tpot_slo != tpot_slo
+        ):
+            raise ValueError(f"tpot_slo: expected seconds > 0 or None, got {tpot_slo!r}")
         prompt = [int(t) for t in prompt_token_ids]
         vocab = int(self.runner.config.vocab_size)
         if not prompt:
@@ -144,6 +302,7 @@ class Engine:
         seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)))
         stop = frozenset(int(t) for t in (getattr(params, "stop", None) or ()))
         req = Request(rid, prompt, params, seed=int(seed), max_tokens=max_tokens, stop=stop)
+        req.tpot_slo, req.want_logprobs = tpot_slo, bool(logprobs)
         self.requests[rid] = req
         self.waiting.append(req)
         return rid
@@ -194,12 +353,16 @@ class Engine:
                 joined.append(r)
         outputs, acc, rows = self._verify(decode, fresh, k, drafts, draft_logits, out)
         self._update_drafter(decode, acc, rows, out, starts, joined)
+        seconds = time.perf_counter() - t0
+        if self.monitor is not None and decode and not chunks:
+            self.monitor.observe(out.layout.num_tokens, seconds)  # pure verification steps
         self.last_step = {
-            "seconds": time.perf_counter() - t0,
+            "seconds": seconds,
             "tokens": out.layout.num_tokens,
             "decode": len(decode),
             "prefill_tokens": sum(n for _, n in chunks),
             "lengths": k,
+            "accepted": acc[: len(decode)],
         }
         return outputs
 
@@ -328,11 +491,32 @@ class Engine:
         if self.speculation == "scheduler":
             conf = prop.confidence[:, : self.k].float().cpu()
             rem = torch.tensor([r.remaining for r in decode])
-            lengths = torch.as_tensor(self.scheduler.schedule(conf, remaining_tokens=rem)).tolist()
+            budget = self._slo_budget(decode)
+            kw = {} if budget is None else {"token_budget": budget}
+            lengths = self.scheduler.schedule(conf, remaining_tokens=rem, **kw)
+            lengths = torch.as_tensor(lengths).tolist()
             k = [min(int(n), c) for n, c in zip(lengths, caps, strict=True)]
         else:
             k = caps
         return prop.tokens.tolist(), k, prop.draft_logits
+
+    def _slo_budget(self, decode: list[Request]) -> int | None:
+        """Largest step (in tokens) whose time keeps every SLO request within its TPOT target.
+
+        A request emitting ``e`` tokens per step on average (its measured acceptance, 1 before
+        it has any) gets TPOT ``step_time(B) / e``; the budget is the largest ``B`` on the
+        step-cost curve with ``step_time(B) <= min_r slo_r * e_r``, at least one token per
+        request (plain decoding is never refused).
+        """
+        slos = [(r.tpot_slo, r) for r in decode if r.tpot_slo is not None]
+        if not slos or not hasattr(self.scheduler, "sps"):
+            return None
+        sps = self.scheduler.sps
+        table = sps.table() if hasattr(sps, "table") else sps
+        allowed = min(slo * (1.0 + sum(r.accepted) / max(1, r.num_steps)) for slo, r in slos)
+        grid = [int(b) for b in table.tokens]
+        fits = [b for b in grid if table.step_time(b) <= allowed]
+        return max(len(decode), max(fits) if fits else 0)
 
     def _verify(self, decode, fresh, k, drafts, draft_logits, out):
         """One verify_batch over decode rows and fresh prefills; emit; roll back."""
@@ -360,15 +544,18 @@ class Engine:
             ),
             max_depth=max(lens),
             min_p=self._min_p(ver),
+            return_logprobs=any(r.want_logprobs for r in ver),
             **samp,
         )
         acc, num, offs = res.accept_len.tolist(), res.num_emitted.tolist(), res.next_offset.tolist()
         rows = res.tokens.tolist()
+        lps = res.logprobs.tolist() if res.logprobs is not None else None
         outputs = []
         for i, r in enumerate(ver):
             r.offset = offs[i]
             if i < len(decode):
                 a = acc[i]
+                r.num_steps += 1
                 self.runner.cache.truncate(r.request_id, r.num_computed + 1 + a)
                 r.num_computed += 1 + a
                 for p in range(k[i]):
@@ -377,10 +564,13 @@ class Engine:
                         r.accepted.append(0)
                     r.drafted[p] += 1
                     r.accepted[p] += int(p < a)
-            outputs.append(self._emit(r, rows[i][: num[i]]))
+            lp = lps[i][: num[i]] if lps is not None and r.want_logprobs else None
+            outputs.append(self._emit(r, rows[i][: num[i]], lp))
         return outputs, acc, rows
 
-    def _emit(self, req: Request, tokens: list[int]) -> RequestOutput:
+    def _emit(
+        self, req: Request, tokens: list[int], logprobs: list[float] | None = None
+    ) -> RequestOutput:
         stops = req.stop
         cut = next((i for i, t in enumerate(tokens) if t in stops), None)
         new = tokens if cut is None else tokens[: cut + 1]
@@ -402,6 +592,7 @@ class Engine:
             reason,
             len(req.prompt_token_ids),
             len(req.output_token_ids),
+            logprobs[: len(new)] if logprobs is not None else None,
         )
 
     def _finish(self, req: Request, reason: FinishReason) -> None:

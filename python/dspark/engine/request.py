@@ -62,6 +62,9 @@ class Request:
     # Per-position draft statistics of this request: proposed / accepted counts.
     drafted: list[int] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
+    num_steps: int = 0  # verification steps while decoding (for tokens per step)
+    tpot_slo: float | None = None  # seconds per output token the scheduler should honour
+    want_logprobs: bool = False
 
     @property
     def context(self) -> list[int]:
