@@ -28,7 +28,16 @@ def test_cli_requires_a_command():
 
 def test_cli_table_lists_every_command():
     assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)
-    assert set(COMMANDS) == {"demo", "info", "eval", "zoo", "regenerate", "prepare", "train"}
+    assert set(COMMANDS) == {
+        "demo",
+        "info",
+        "eval",
+        "zoo",
+        "regenerate",
+        "prepare",
+        "train",
+        "serve",
+    }
 
 
 def test_cli_runs_as_a_module():
