@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["ServerMetrics"]
 
@@ -22,6 +29,7 @@ class ServerMetrics:
     def __init__(self, max_k: int) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu seconds, fds
         self.requests = Counter(
             "dspark_requests", "Finished requests", ["finish_reason"], registry=r
         )
