@@ -176,7 +176,7 @@ def test_engine_speculative_greedy_equals_alone(target, wrong_every, num_pages):
     accepted = sum(sum(r.accepted) for r in eng.requests.values())
     assert drafted > 0
     assert (accepted == drafted) == (wrong_every == 0)
-    assert eng.num_free_pages == num_pages and eng._drafting == []
+    assert eng.num_free_pages == num_pages and eng._rows.decoding() == []
 
 
 @pytest.mark.parametrize("kind", ["dspark", "dflash", "eagle3"])

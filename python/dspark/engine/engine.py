@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from dspark.engine.drafter_rows import DrafterRows
+from dspark.engine.horizon import DraftHorizon
 from dspark.engine.request import FinishReason, Request, RequestOutput, RequestStatus
 from dspark.engine.runner import ModelRunner, StepRequest
 from dspark.ops.verify import verify_batch
@@ -128,10 +130,8 @@ class Engine:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # admission order; decoding ones == drafter state rows
         self.requests: dict[str, Request] = {}
-        self._state = self.drafter.new_state(0) if self.drafter is not None else None
-        self._drafting: list[str] = []  # request ids of the drafter state's rows
-        self._dropped: set[str] = set()  # left the batch; removed from the state in one select
-        self._prefill_feats: dict[str, list[torch.Tensor]] = {}
+        self._rows = DrafterRows(self.drafter, self.device) if self.drafter is not None else None
+        self.horizon = DraftHorizon(self.max_k) if drafter is not None else None
         self._ids = itertools.count()
         self.last_step: dict[str, Any] = {}
         if speculation == "scheduler" and scheduler is None:
@@ -180,9 +180,8 @@ class Engine:
                     raise ValueError("speculation: 'scheduler' needs a drafter with confidences")
                 self.scheduler = self.auto_scheduler()
         self.speculation = speculation
-        self._state = self.drafter.new_state(0) if self.drafter is not None else None
-        self._drafting, self._dropped = [], set()
-        self._prefill_feats.clear()
+        self._rows = DrafterRows(self.drafter, self.device) if self.drafter is not None else None
+        self.horizon = DraftHorizon(self.max_k)
 
     def profile_step_cost(
         self,
@@ -328,7 +327,7 @@ class Engine:
         decode, chunks = self._plan()
         if not decode and not chunks:
             return []
-        drafts, k, draft_logits = self._draft(decode)
+        drafts, k, draft_logits, draft_seconds = self._draft(decode)
         step = [
             StepRequest(r.request_id, torch.tensor([r.anchor, *drafts[i][: k[i]]]), logits="all")
             for i, r in enumerate(decode)
@@ -345,9 +344,9 @@ class Engine:
         starts = out.layout.qo_indptr.tolist()
         joined = []
         for j, (r, n) in enumerate(chunks):
-            if self.drafter is not None:
+            if self._rows is not None:
                 s = starts[len(decode) + j]
-                self._prefill_feats.setdefault(r.request_id, []).append(out.features[s : s + n])
+                self._rows.add_features(r.request_id, out.features[s : s + n])
             r.num_computed += n
             if not r.is_prefilling and (r.anchor is not None or r in fresh):
                 joined.append(r)
@@ -355,9 +354,13 @@ class Engine:
         self._update_drafter(decode, acc, rows, out, starts, joined)
         seconds = time.perf_counter() - t0
         if self.monitor is not None and decode and not chunks:
-            self.monitor.observe(out.layout.num_tokens, seconds)  # pure verification steps
+            # The verification step's cost (drafting is DraftHorizon's to account for).
+            self.monitor.observe(out.layout.num_tokens, seconds - draft_seconds)
+        if self.speculation == "scheduler" and draft_logits is not None:
+            self.horizon.observe_verify(k, acc[: len(decode)])
         self.last_step = {
             "seconds": seconds,
+            "draft_seconds": draft_seconds,
             "tokens": out.layout.num_tokens,
             "decode": len(decode),
             "prefill_tokens": sum(n for _, n in chunks),
@@ -381,8 +384,8 @@ class Engine:
             self.running.append(req)
 
     def _decoding(self) -> list[Request]:
-        if self.drafter is not None:
-            return [self.requests[r] for r in self._drafting if r not in self._dropped]
+        if self._rows is not None:
+            return [self.requests[r] for r in self._rows.decoding()]
         return [r for r in self.running if not r.is_prefilling]
 
     def _plan(self) -> tuple[list[Request], list[tuple[Request, int]]]:
@@ -435,25 +438,13 @@ class Engine:
         self._drop_from_drafter(req)
         self.runner.cache.free(req.request_id)
         self.running.remove(req)
-        self._prefill_feats.pop(req.request_id, None)
         req.num_computed, req.status = 0, RequestStatus.WAITING
         req.num_preemptions += 1
         self.waiting.appendleft(req)
 
     def _drop_from_drafter(self, req: Request) -> None:
-        if self.drafter is not None:
-            self._dropped.add(req.request_id)
-
-    def _flush_drops(self) -> None:
-        """One ``select`` for every request that left since the last one (a copy of the state)."""
-        if not self._dropped:
-            return
-        keep = [i for i, rid in enumerate(self._drafting) if rid not in self._dropped]
-        if len(keep) < len(self._drafting):
-            idx = torch.tensor(keep, dtype=torch.long, device=self.device)
-            self.drafter.select(self._state, idx)
-            self._drafting = [self._drafting[i] for i in keep]
-        self._dropped.clear()
+        if self._rows is not None:
+            self._rows.drop(req.request_id)
 
     def _sampling(self, reqs: Sequence[Request]) -> dict[str, torch.Tensor]:
         dev = self.device
@@ -476,20 +467,25 @@ class Engine:
 
     def _draft(
         self, decode: list[Request]
-    ) -> tuple[list[list[int]], list[int], torch.Tensor | None]:
-        none = ([[] for _ in decode], [0] * len(decode), None)
-        if self.drafter is None or not decode or self.k == 0:
+    ) -> tuple[list[list[int]], list[int], torch.Tensor | None, float]:
+        """Drafts and verify lengths for ``decode``: ``K`` in fixed mode; in scheduler mode the
+        horizon :class:`DraftHorizon` chooses (0: draft nothing), then the scheduler a prefix of
+        it per request from the confidences."""
+        none = ([[] for _ in decode], [0] * len(decode), None, 0.0)
+        if self._rows is None or not decode or self.k == 0:
             return none
-        self._flush_drops()  # the state's rows are `decode` again
-        caps = [max(0, min(self.k, r.remaining - 1)) for r in decode]
+        h = self.k
+        if self.speculation == "scheduler":
+            h = self.horizon.choose(len(decode), self._verify_cost)
+        caps = [max(0, min(h, r.remaining - 1)) for r in decode]
         if max(caps) == 0:
             return none
+        t0 = time.perf_counter()
+        state = self._rows.flush()  # the state's rows are `decode` now
         anchor = torch.tensor([r.anchor for r in decode], device=self.device)
-        prop = self.drafter.propose(
-            self._state, anchor, num_tokens=self.k, **self._sampling(decode)
-        )
+        prop = self.drafter.propose(state, anchor, num_tokens=h, **self._sampling(decode))
         if self.speculation == "scheduler":
-            conf = prop.confidence[:, : self.k].float().cpu()
+            conf = prop.confidence[:, :h].float().cpu()
             rem = torch.tensor([r.remaining for r in decode])
             budget = self._slo_budget(decode)
             kw = {} if budget is None else {"token_budget": budget}
@@ -498,7 +494,18 @@ class Engine:
             k = [min(int(n), c) for n, c in zip(lengths, caps, strict=True)]
         else:
             k = caps
-        return prop.tokens.tolist(), k, prop.draft_logits
+        tokens = prop.tokens.tolist()
+        seconds = time.perf_counter() - t0
+        self.horizon.observe_draft(h, seconds)
+        return tokens, k, prop.draft_logits, seconds
+
+    def _verify_cost(self, tokens: float) -> float:
+        """Seconds of a verification step of ``tokens`` tokens (the scheduler's curve)."""
+        sps = getattr(self.scheduler, "sps", None)
+        table = sps.table() if isinstance(sps, LoadMonitor) else sps
+        if table is None:
+            return 1.0  # no curve: every horizon costs the same, the most tokens win
+        return float(table.step_time(tokens))
 
     def _slo_budget(self, decode: list[Request]) -> int | None:
         """Largest step (in tokens) whose time keeps every SLO request within its TPOT target.
@@ -602,39 +609,22 @@ class Engine:
             self.running.remove(req)
         elif req in self.waiting:
             self.waiting.remove(req)
-        self._prefill_feats.pop(req.request_id, None)
         req.status, req.finish_reason = RequestStatus.FINISHED, reason
 
     def _update_drafter(self, decode, acc, rows, out, starts, joined) -> None:
-        """Feed the drafter what the target kept, then let newly prefilled requests join."""
-        if self.drafter is None:
+        """Record what the target kept (committed at the next drafting step, one batched
+        commit) and let newly prefilled requests decode (they join the state then too)."""
+        if self._rows is None:
             return
-        feats, dev = out.features, self.device
-        self._flush_drops()
-        alive = [i for i, r in enumerate(decode) if r.status is RequestStatus.RUNNING]
-        if alive:  # the drafter state holds exactly these rows now, in this order
-            counts = [acc[i] + 1 for i in alive]
-            f = self._pad(
-                [feats[starts[i] : starts[i] + c] for i, c in zip(alive, counts, strict=True)]
-            )
-            nxt = self._pad_ids([rows[i][: acc[i] + 1] for i in alive])
-            self.drafter.commit(self._state, f, nxt, torch.tensor(counts, device=dev))
-        new = [r for r in joined if r.status is RequestStatus.RUNNING]
-        if new:
-            f = self._pad([torch.cat(self._prefill_feats.pop(r.request_id)) for r in new])
-            nxt = self._pad_ids([[*r.context[1:], r.anchor] for r in new])
-            counts = torch.tensor([len(r.context) for r in new], device=dev)
-            state = self.drafter.new_state(len(new))
-            self.drafter.commit(state, f, nxt, counts)
-            self.drafter.join(self._state, state)
-            self._drafting += [r.request_id for r in new]
-
-    def _pad(self, rows: list[torch.Tensor]) -> torch.Tensor:
-        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
-
-    def _pad_ids(self, rows: list[list[int]]) -> torch.Tensor:
-        t = [torch.tensor([max(int(x), 0) for x in r], dtype=torch.long) for r in rows]
-        return torch.nn.utils.rnn.pad_sequence(t, batch_first=True).to(self.device)
+        feats = out.features
+        for i, r in enumerate(decode):
+            if r.status is RequestStatus.RUNNING:
+                c = acc[i] + 1
+                self._rows.add_features(r.request_id, feats[starts[i] : starts[i] + c])
+                self._rows.add_next(r.request_id, rows[i][:c])
+        for r in joined:
+            if r.status is RequestStatus.RUNNING:
+                self._rows.ready(r.request_id, [*r.context[1:], r.anchor])
 
     # --- convenience ----------------------------------------------------------------------------
     def generate(
