@@ -4,7 +4,7 @@ temperature-1 output keeps the target's law.
 Same setup and statistics as tests/generation/test_distribution.py (V = 16 target, one prompt,
 N = 4000 requests with their own seeds, the joint law of generated tokens 2 and 3, chi-square at
 alpha = 1e-3 with asserted power > 0.9 against a TV error of 0.05), run through
-:class:`dspark.engine.Engine` with at most 400 running requests and a page pool small enough to
+:class:`dspark.engine.Engine` (fixed K, no speculation, and the load-aware scheduler) with at most 400 running requests and a page pool small enough to
 preempt.
 """
 
@@ -29,7 +29,9 @@ from tests.generation.test_distribution import (
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("speculation", "temperature"), [("fixed", 1.0), ("none", 0.8)])
+@pytest.mark.parametrize(
+    ("speculation", "temperature"), [("fixed", 1.0), ("none", 0.8), ("scheduler", 1.0)]
+)
 def test_engine_output_distribution_equals_target(small_target, speculation, temperature):  # noqa: F811
     drafter = build_drafter("dspark", small_target, block_size=3, num_layers=1, markov_rank=8)
     eng = Engine(
@@ -50,7 +52,7 @@ def test_engine_output_distribution_equals_target(small_target, speculation, tem
     np.add.at(counts, (gen[:, 1], gen[:, 2]), 1)
     probs = _exact_joint(small_target, temperature, 0)
     assert _power(probs) > 0.9, "test too weak for this target"
-    if speculation == "fixed":
+    if speculation != "none":  # the scheduler: its own profile, horizon and confidences
         assert sum(sum(r.drafted) for r in eng.requests.values()) > 0
     assert eng.num_free_pages == 300
     assert _pvalue(counts, probs) > ALPHA

@@ -91,6 +91,4 @@ class DrafterRows:
         pad = torch.nn.utils.rnn.pad_sequence
         f = pad(feats, batch_first=True)
         ids = pad([torch.tensor(n, dtype=torch.long) for n in nxt], batch_first=True)
-        self.drafter.commit(
-            state, f, ids.to(self.device), torch.tensor(counts, device=self.device)
-        )
+        self.drafter.commit(state, f, ids.to(self.device), torch.tensor(counts, device=self.device))

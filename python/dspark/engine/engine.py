@@ -181,7 +181,7 @@ class Engine:
                 self.scheduler = self.auto_scheduler()
         self.speculation = speculation
         self._rows = DrafterRows(self.drafter, self.device) if self.drafter is not None else None
-        self.horizon = DraftHorizon(self.max_k)
+        # self.horizon is kept: what it learned is the drafter's and the traffic's, not the mode's
 
     def profile_step_cost(
         self,
@@ -482,6 +482,9 @@ class Engine:
             return none
         t0 = time.perf_counter()
         state = self._rows.flush()  # the state's rows are `decode` now
+        # Committing is owed for every kept token whether or not this step drafts (it is only
+        # batched differently), so the horizon's drafting cost is the propose alone.
+        t1 = time.perf_counter()
         anchor = torch.tensor([r.anchor for r in decode], device=self.device)
         prop = self.drafter.propose(state, anchor, num_tokens=h, **self._sampling(decode))
         if self.speculation == "scheduler":
@@ -495,9 +498,9 @@ class Engine:
         else:
             k = caps
         tokens = prop.tokens.tolist()
-        seconds = time.perf_counter() - t0
-        self.horizon.observe_draft(h, seconds)
-        return tokens, k, prop.draft_logits, seconds
+        t2 = time.perf_counter()
+        self.horizon.observe_draft(h, t2 - t1)
+        return tokens, k, prop.draft_logits, t2 - t0
 
     def _verify_cost(self, tokens: float) -> float:
         """Seconds of a verification step of ``tokens`` tokens (the scheduler's curve)."""
