@@ -13,9 +13,10 @@ from three online estimates: the conditional acceptance ``alpha_i`` of each draf
 exponential moving average of what verification accepted), the drafting cost ``draft(h) = a +
 b h`` (a forgetting least-squares fit of measured propose times; committing the target's
 features to the drafter is owed for every kept token whatever ``h`` is, so it is left out) and
-the verification step cost ``T(B)`` (the engine's :class:`dspark.LoadMonitor`). Every ``probe_every``-th step drafts one
-token further than the choice, so estimates of the positions it does not use stay current and a
-drafter that starts paying (lighter load, an easier prompt) is noticed. The choice depends only
+the verification step cost ``T(B)`` (the engine's :class:`dspark.LoadMonitor`). Every
+``probe_every``-th step drafts one token further than the choice, so estimates of the positions
+it does not use stay current and a drafter that starts paying (lighter load, an easier prompt)
+is noticed. The choice depends only
 on past steps, never on the current drafts' outcome, so verification stays lossless.
 """
 
