@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "dspark.cli.prepare",
     "train": "dspark.cli.train",
     "serve": "dspark.cli.serve",
+    "bench": "dspark.cli.bench",
 }
 
 

@@ -1,0 +1,424 @@
+"""``dspark bench serve``: a load generator for any OpenAI-compatible server.
+
+:func:`run_benchmark` sends ``num_prompts`` streamed requests (``stream: true`` with
+``stream_options.include_usage``) to ``/v1/completions`` or ``/v1/chat/completions``, at most
+``concurrency`` at a time, issued all at once or by Poisson arrivals of ``request_rate`` per
+second; it stops issuing and cancels what is in flight at ``duration_limit``. Each request is
+a :class:`~dspark.serve.bench_stats.RequestRecord`; the run's metrics come from
+:func:`~dspark.serve.bench_stats.summarize` (throughput, TTFT/TPOT/ITL/E2E, goodput) and, when
+the server has dspark's ``/metrics``, :func:`~dspark.serve.bench_stats.spec_stats` (acceptance).
+:func:`run_sweep` repeats the run over speculation modes (through ``/v1/dspark/speculation``:
+no speculation, fixed K = 1..G, the scheduler) and concurrencies.
+
+Errors are counted, never raised: an HTTP error, a broken stream or a timeout marks the request
+failed (status and message kept). Nothing waits unbounded: connect/read timeouts per request,
+the request count, and the duration limit per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from dspark.serve.bench_stats import SLO, RequestRecord, parse_metrics, spec_stats, summarize
+
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "load_bench_prompts",
+    "run_benchmark",
+    "run_sweep",
+]
+
+Prompt = str | list[int]
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one benchmark run (``dspark bench serve`` flags of the same names).
+
+    Attributes
+    ----------
+    url : str
+        Server root (a trailing ``/v1`` is accepted).
+    model : str, optional
+        Model id; default the first id of ``GET /v1/models``.
+    endpoint : {"completions", "chat"}
+    prompts : str or sequence of str, optional
+        JSONL files, ``{"turns": [...]}`` (first turn used) or ``{"input_ids": [...]}`` per line
+        (completions only); default the micro zoo's held-out code and prose prompts.
+    num_prompts : int
+        Requests per run: the prompts shuffled by ``seed``, repeated when there are fewer.
+    concurrency : int
+        Most requests in flight at once.
+    request_rate : float
+        Poisson arrival rate (requests/s); ``inf`` issues every request at once.
+    max_tokens, temperature : int, float
+        Sampling fields of every request.
+    seed : int
+        Seeds the prompt order and the arrival times.
+    duration_limit : float
+        Seconds per run; at the limit no more requests are issued and in-flight ones are
+        cancelled (counted as ``cancelled``). ``inf`` disables it.
+    slo_ttft_ms, slo_tpot_ms : float, optional
+        Goodput bounds.
+    ignore_eos : bool
+        Send ``ignore_eos: true`` (dspark and vLLM honour it), so every request makes
+        ``max_tokens`` tokens.
+    timeout : float
+        Connect and read (between two chunks) timeout per request, seconds.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer``.
+    progress : bool
+        A tqdm bar per run on stderr.
+    """
+
+    url: str = "http://127.0.0.1:8000"
+    model: str | None = None
+    endpoint: str = "completions"
+    prompts: str | Sequence[str] | None = None
+    num_prompts: int = 100
+    concurrency: int = 1
+    request_rate: float = math.inf
+    max_tokens: int = 128
+    temperature: float = 0.0
+    seed: int = 0
+    duration_limit: float = 3600.0
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
+    ignore_eos: bool = False
+    timeout: float = 60.0
+    api_key: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ("completions", "chat"):
+            raise ValueError(f"endpoint: expected 'completions' or 'chat', got {self.endpoint!r}")
+        for name in ("num_prompts", "concurrency", "max_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+        for name in ("request_rate", "duration_limit", "timeout", "slo_ttft_ms", "slo_tpot_ms"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and v > 0):
+                raise ValueError(f"{name}: expected a number > 0, got {v!r}")
+        if not (isinstance(self.temperature, int | float) and self.temperature >= 0):
+            raise ValueError(f"temperature: expected a number >= 0, got {self.temperature!r}")
+
+    @property
+    def base_url(self) -> str:
+        """``url`` without a trailing ``/`` or ``/v1``."""
+        url = self.url.rstrip("/")
+        return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+@dataclass
+class BenchResult:
+    """One run: its setting, the summary and speculation statistics, and every record."""
+
+    mode: str
+    k: int | None
+    concurrency: int
+    request_rate: float
+    summary: dict[str, Any]
+    spec: dict[str, Any]
+    records: list[RequestRecord] = field(repr=False, default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The run's row of the JSON report (``request_rate`` null = all at once)."""
+        rate = None if math.isinf(self.request_rate) else self.request_rate
+        head = {"mode": self.mode, "k": self.k, "concurrency": self.concurrency}
+        return {**head, "request_rate": rate, **self.summary, **self.spec}
+
+
+def load_bench_prompts(
+    paths: str | Sequence[str] | None, num_prompts: int, seed: int = 0, *, chat: bool = False
+) -> list[Prompt]:
+    """``num_prompts`` prompts (text, or token ids) from JSONL files, in a seeded order."""
+    from dspark.eval.datasets import load_prompts
+
+    if paths is None:
+        from dspark.zoo.package import ZOO_DIR
+
+        paths = [str(ZOO_DIR / "prompts" / f"{d}.jsonl") for d in ("code", "prose")]
+    pool: list[Prompt] = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        for p in load_prompts(path):
+            if chat and p.text is None:
+                raise ValueError(
+                    f"prompts: {path} line {p.index + 1} holds token ids; the chat endpoint "
+                    "needs text ({'turns': [...]}); use --endpoint completions"
+                )
+            pool.append(list(p.input_ids) if p.text is None and p.input_ids else str(p.text))
+    order = random.Random(seed).sample(range(len(pool)), len(pool))
+    return [pool[order[i % len(pool)]] for i in range(num_prompts)]
+
+
+def _client(cfg: BenchConfig, max_concurrency: int) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    return httpx.AsyncClient(
+        base_url=cfg.base_url,
+        headers=headers,
+        timeout=httpx.Timeout(cfg.timeout),
+        limits=httpx.Limits(max_connections=max_concurrency + 2),
+    )
+
+
+async def _first_model(client: httpx.AsyncClient) -> str:
+    try:
+        r = await client.get("/v1/models")
+        r.raise_for_status()
+        return str(r.json()["data"][0]["id"])
+    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise RuntimeError(
+            f"url: could not read a model id from {client.base_url}v1/models "
+            f"({type(e).__name__}: {e}); is the server up? --model skips the lookup"
+        ) from None
+
+
+async def _get_speculation(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    """``GET /v1/dspark/speculation``, or None when the server has no such endpoint."""
+    try:
+        r = await client.get("/v1/dspark/speculation")
+        return dict(r.json()) if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def _set_speculation(
+    client: httpx.AsyncClient, mode: str, k: int | None, wait: float = 10.0
+) -> str | None:
+    """PUT a speculation setting; None on success, else the reason. Retries on 409."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            r = await client.put("/v1/dspark/speculation", json={"mode": mode, "k": k})
+        except httpx.HTTPError as e:
+            return f"{type(e).__name__}: {e}"
+        if r.status_code == 200:
+            return None
+        if r.status_code != 409 or time.monotonic() > deadline:
+            return f"HTTP {r.status_code}: {_error_message(r.content)}"
+        await asyncio.sleep(0.05)  # the previous run's cancelled requests are still draining
+
+
+async def _scrape(client: httpx.AsyncClient) -> dict[Any, float] | None:
+    try:
+        r = await client.get("/metrics")
+        return parse_metrics(r.text) if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        err = json.loads(body)["error"]
+        return str(err["message"] if isinstance(err, dict) else err)
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")[:200]
+
+
+def _body(cfg: BenchConfig, model: str, prompt: Prompt) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if cfg.endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if cfg.ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
+async def _send(
+    client: httpx.AsyncClient, cfg: BenchConfig, body: dict[str, Any], rec: RequestRecord
+) -> None:
+    """Stream one request into ``rec``; every failure ends up in ``rec.error``."""
+    path = "/v1/completions" if cfg.endpoint == "completions" else "/v1/chat/completions"
+    start = time.perf_counter()
+    chunks, usage, done = 0, None, False
+    try:
+        async with client.stream("POST", path, json=body) as resp:
+            rec.status = resp.status_code
+            if resp.status_code != 200:
+                rec.error = _error_message(await resp.aread())
+                return
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, SSE comments / keep-alives
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                now = time.perf_counter() - start
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    rec.error = _error_message(data.encode())
+                    return
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or ():
+                    text = choice.get("text") or (choice.get("delta") or {}).get("content")
+                    if text:  # role-only and empty final chunks carry no tokens
+                        rec.chunk_times.append(now)
+                        chunks += 1
+                        break
+        rec.e2e = time.perf_counter() - start
+        if not done:
+            rec.error = "the stream ended without 'data: [DONE]'"
+            return
+        rec.output_tokens = int((usage or {}).get("completion_tokens") or chunks)
+        pt = (usage or {}).get("prompt_tokens")
+        rec.prompt_tokens = None if pt is None else int(pt)
+        rec.ok = True
+    except asyncio.CancelledError:
+        rec.cancelled, rec.error = True, "cancelled at the duration limit"
+        raise
+    except httpx.HTTPError as e:
+        rec.error = f"{type(e).__name__}: {e}"
+    except (ValueError, TypeError, AttributeError) as e:
+        rec.error = f"malformed stream chunk ({type(e).__name__}: {e})"
+
+
+async def run_benchmark(
+    cfg: BenchConfig,
+    *,
+    mode: str | None = None,
+    k: int | None = None,
+    prompts: Sequence[Prompt] | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> BenchResult:
+    """One run at ``cfg.concurrency`` against ``cfg.url``.
+
+    Parameters
+    ----------
+    cfg : BenchConfig
+    mode, k : optional
+        Label of the run; by default read from ``GET /v1/dspark/speculation`` (``"server"``
+        when the server has no such endpoint).
+    prompts : sequence of (str or list of int), optional
+        Overrides ``cfg.prompts``; used as given (``num_prompts`` of them are cycled).
+    client : httpx.AsyncClient, optional
+        Reused (the sweep shares one); by default one is opened and closed here.
+
+    Returns
+    -------
+    BenchResult
+    """
+    if client is None:
+        async with _client(cfg, cfg.concurrency) as own:
+            return await run_benchmark(cfg, mode=mode, k=k, prompts=prompts, client=own)
+    model = cfg.model or await _first_model(client)
+    if prompts is None:
+        prompts = load_bench_prompts(
+            cfg.prompts, cfg.num_prompts, cfg.seed, chat=cfg.endpoint == "chat"
+        )
+    if mode is None:
+        spec = await _get_speculation(client)
+        mode, k = ("server", None) if spec is None else (str(spec.get("mode")), spec.get("k"))
+    from tqdm.auto import tqdm
+
+    before = await _scrape(client)
+    records: list[RequestRecord] = []
+    gate = asyncio.Semaphore(cfg.concurrency)
+    arrivals = random.Random(cfg.seed)
+    bar = tqdm(
+        total=cfg.num_prompts,
+        desc=f"{mode}{'' if k is None else f' k={k}'} c={cfg.concurrency}",
+        file=sys.stderr,
+        disable=not cfg.progress,
+        leave=False,
+    )
+    t0 = time.perf_counter()
+
+    async def one(i: int, prompt: Prompt) -> None:
+        async with gate:
+            rec = RequestRecord(index=i, start=time.perf_counter() - t0)
+            records.append(rec)
+            try:
+                await _send(client, cfg, _body(cfg, model, prompt), rec)
+            finally:
+                bar.update(1)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def issue() -> None:
+        for i in range(cfg.num_prompts):
+            if i and not math.isinf(cfg.request_rate):
+                await asyncio.sleep(arrivals.expovariate(cfg.request_rate))
+            tasks.append(asyncio.create_task(one(i, prompts[i % len(prompts)])))
+        await asyncio.gather(*tasks)
+
+    main = asyncio.create_task(issue())
+    try:
+        limit = None if math.isinf(cfg.duration_limit) else cfg.duration_limit
+        done, _ = await asyncio.wait({main}, timeout=limit)
+    finally:
+        for t in (main, *tasks):
+            t.cancel()
+        await asyncio.gather(main, *tasks, return_exceptions=True)
+        bar.close()
+    duration = time.perf_counter() - t0
+    if done:
+        main.result()  # a bug in this module, not a request failure: surface it
+    summary = summarize(records, duration, SLO(cfg.slo_ttft_ms, cfg.slo_tpot_ms))
+    spec_out = spec_stats(before, await _scrape(client))
+    return BenchResult(mode, k, cfg.concurrency, cfg.request_rate, summary, spec_out, records)
+
+
+async def run_sweep(
+    cfg: BenchConfig, concurrencies: Sequence[int], *, speculation: bool = True
+) -> tuple[list[BenchResult], list[dict[str, Any]]]:
+    """Every speculation mode x every concurrency; returns the runs and the modes skipped.
+
+    With ``speculation`` and a server that has ``/v1/dspark/speculation``, the modes are
+    ``none``, ``fixed`` with K = 1..G (G = its ``max_k``) and ``scheduler``, each set by PUT
+    before its runs (a mode the server refuses, e.g. 400 without a drafter, is skipped with its
+    reason); the server's setting is restored at the end. Otherwise every run is mode
+    ``"server"``. Runs are ordered mode-major, then by concurrency as given.
+    """
+    cs = [int(c) for c in concurrencies]
+    if not cs or min(cs) < 1:
+        raise ValueError(f"concurrencies: expected ints >= 1, got {list(concurrencies)!r}")
+    results: list[BenchResult] = []
+    skipped: list[dict[str, Any]] = []
+    async with _client(cfg, max(cs)) as client:
+        model = cfg.model or await _first_model(client)
+        cfg = dataclasses.replace(cfg, model=model)
+        prompts = load_bench_prompts(
+            cfg.prompts, cfg.num_prompts, cfg.seed, chat=cfg.endpoint == "chat"
+        )
+        original = await _get_speculation(client) if speculation else None
+        plan: list[tuple[str, int | None]] = [("server", None)]
+        if original is not None:
+            g = int(original.get("max_k") or 0)
+            plan = [("none", None), *(("fixed", k) for k in range(1, g + 1)), ("scheduler", None)]
+        try:
+            for mode, k in plan:
+                if original is not None and (why := await _set_speculation(client, mode, k)):
+                    skipped.append({"mode": mode, "k": k, "reason": why})
+                    continue
+                for c in cs:
+                    run_cfg = dataclasses.replace(cfg, concurrency=c)
+                    results.append(
+                        await run_benchmark(run_cfg, mode=mode, k=k, prompts=prompts, client=client)
+                    )
+        finally:
+            mode, k = str((original or {}).get("mode")), (original or {}).get("k")
+            if original is not None and (why := await _set_speculation(client, mode, k)):
+                print(f"bench: could not restore speculation {mode} k={k}: {why}", file=sys.stderr)
+    return results, skipped
