@@ -1,8 +1,8 @@
 """A stub OpenAI-compatible server with known latencies, for tests of HTTP clients.
 
 ``with serve_stub(StubConfig(...)) as stub:`` runs a FastAPI app under uvicorn in a background
-thread on 127.0.0.1 (port 0, read back from the bound socket); ``stub.url`` is its root and
-``stub.state`` what it saw. Streams follow the serve contract: ``ttft_s`` after the request
+thread on 127.0.0.1 (port 0, read back from the bound socket, by dspark's ``ServerThread``);
+``stub.url`` is its root and ``stub.state`` what it saw. Streams follow the serve contract: ``ttft_s`` after the request
 the first chunk, then one chunk every ``chunk_interval_s``, each carrying ``tokens_per_chunk``
 tokens (scheduled on absolute times, so sleeps do not drift), a usage chunk, ``[DONE]``.
 
@@ -18,16 +18,16 @@ import asyncio
 import contextlib
 import json
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from dspark.serve.launch import ServerThread
 
 MODEL = "stub-model"
 
@@ -184,32 +184,8 @@ class Stub:
 
 @contextlib.contextmanager
 def serve_stub(cfg: StubConfig | None = None) -> Iterator[Stub]:
-    """Run the stub in a thread for the duration of the ``with`` block."""
-    cfg = cfg or StubConfig()
+    """Run the stub on a :class:`~dspark.serve.launch.ServerThread` for the ``with`` block."""
     state = StubState()
-    config = uvicorn.Config(
-        make_app(cfg, state),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the stub server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Stub(f"http://127.0.0.1:{port}", state)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout=5)
+    app = make_app(cfg or StubConfig(), state)
+    with ServerThread(app, lifespan="off", ws="none", timeout_graceful_shutdown=1) as srv:
+        yield Stub(srv.url, state)
