@@ -32,7 +32,10 @@ def stub():
 
 
 def _cfg(url: str, **kw) -> BenchConfig:
-    kw = {"num_prompts": 6, "concurrency": 2, "max_tokens": MAX_TOKENS, "progress": False} | kw
+    kw = {"num_prompts": 6, "concurrency": 2, "max_tokens": MAX_TOKENS, "progress": False} | {
+        "warmup": 0,
+        **kw,
+    }
     return BenchConfig(url=url, **kw)
 
 
@@ -157,6 +160,7 @@ def test_load_bench_prompts_reads_both_formats_and_cycles(tmp_path):
         ("slo_tpot_ms", 0),
         ("timeout", "10"),
         ("temperature", -0.5),
+        ("warmup", -1),
     ],
 )
 def test_bench_config_rejects_bad_values(field, value):
@@ -227,6 +231,14 @@ def test_bench_reads_acceptance_from_metrics(stub):
     assert r.spec["mean_acceptance_length"] is None and (r.mode, r.k) == ("server", None)
 
 
+def test_bench_warmup_is_sent_but_not_measured():
+    with serve_stub(StubConfig(ttft_s=0.005, chunk_interval_s=0.002)) as s:
+        r = _run(_cfg(s.url, num_prompts=3, warmup=2))
+        assert len(s.state.requests) == 3 + 2
+    assert (r.summary["issued"], r.summary["completed"]) == (3, 3)
+    assert r.spec["draft_tokens"] == 3 * 40  # the /metrics baseline is read after the warm-up
+
+
 def test_bench_counts_errors_instead_of_raising():
     cfg = StubConfig(ttft_s=0.005, chunk_interval_s=0.002, fail_every=4, fail_statuses=(500, 503))
     with serve_stub(cfg) as s:
@@ -249,13 +261,14 @@ def test_bench_counts_refused_connections():
 def test_bench_duration_limit_stops_a_stream_that_never_ends():
     with serve_stub(StubConfig(hang=True, chunk_interval_s=0.02)) as s:
         t0 = time.perf_counter()
-        r = _run(_cfg(s.url, num_prompts=5, concurrency=2, duration_limit=0.4))
+        # the warm-up request never ends either: it is cut at the limit too
+        r = _run(_cfg(s.url, num_prompts=5, concurrency=2, duration_limit=0.4, warmup=1))
         took = time.perf_counter() - t0
         deadline = time.monotonic() + 3
         while s.state.in_flight and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert s.state.in_flight == 0 and s.state.disconnected == 2  # the server saw the cancel
-    assert took < 1.5 and 0.4 <= r.summary["duration_s"] < 0.6
+        assert s.state.in_flight == 0 and s.state.disconnected == 3  # the server saw the cancels
+    assert took < 2.0 and 0.4 <= r.summary["duration_s"] < 0.6
     assert (r.summary["issued"], r.summary["cancelled"], r.summary["completed"]) == (2, 2, 0)
     assert r.summary["errors"] == 0 and all(rec.chunk_times for rec in r.records)
 
@@ -297,7 +310,16 @@ def test_cli_bench_serve_sweep_writes_json_and_png(tmp_path, capsys):
     out, png = tmp_path / "r" / "sweep.json", tmp_path / "sweep.png"
     with serve_stub(StubConfig(ttft_s=0.005, chunk_interval_s=0.002, max_k=2)) as s:
         argv = ["bench", "serve", "--url", s.url, "--sweep", "--concurrency", "1,2"]
-        argv += ["--num-prompts", "2", "--max-tokens", "4", "--slo-ttft-ms", "1000"]
+        argv += [
+            "--num-prompts",
+            "2",
+            "--max-tokens",
+            "4",
+            "--slo-ttft-ms",
+            "1000",
+            "--warmup",
+            "0",
+        ]
         argv += ["--json", str(out), "--plot", str(png), "--no-progress", "--set", "timeout=5"]
         assert main(argv) == 0
     doc = json.loads(out.read_text())

@@ -79,6 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_flag(s, "--ignore-eos", action="store_true", help="send ignore_eos (always max tokens)")
     add_flag(s, "--timeout", type=float, help="connect/read timeout per request (default: 60)")
     add_flag(s, "--api-key", help="sent as Authorization: Bearer")
+    add_flag(s, "--warmup", type=int, help="unmeasured requests before each run (default: 1)")
     add_flag(
         s, "--sweep", action="store_true", help="none, fixed K=1..G, scheduler x concurrencies"
     )

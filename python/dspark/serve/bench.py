@@ -18,6 +18,7 @@ the request count, and the duration limit per run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -79,6 +80,10 @@ class BenchConfig:
         Connect and read (between two chunks) timeout per request, seconds.
     api_key : str, optional
         Sent as ``Authorization: Bearer``.
+    warmup : int
+        Requests sent one at a time before each run and not measured (connections, server
+        warm-up after a mode switch), within their own ``duration_limit``; the ``/metrics``
+        baseline is read after them.
     progress : bool
         A tqdm bar per run on stderr.
     """
@@ -99,6 +104,7 @@ class BenchConfig:
     ignore_eos: bool = False
     timeout: float = 60.0
     api_key: str | None = None
+    warmup: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -112,6 +118,8 @@ class BenchConfig:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int | float) and v > 0):
                 raise ValueError(f"{name}: expected a number > 0, got {v!r}")
+        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
+            raise ValueError(f"warmup: expected an int >= 0, got {self.warmup!r}")
         if not (isinstance(self.temperature, int | float) and self.temperature >= 0):
             raise ValueError(f"temperature: expected a number >= 0, got {self.temperature!r}")
 
@@ -294,6 +302,21 @@ async def _send(
         rec.error = f"malformed stream chunk ({type(e).__name__}: {e})"
 
 
+async def _warmup(
+    client: httpx.AsyncClient, cfg: BenchConfig, model: str, prompts: Sequence[Prompt]
+) -> None:
+    """``cfg.warmup`` unrecorded requests, within ``duration_limit`` (failures show in the run)."""
+
+    async def send_all() -> None:
+        for i in range(cfg.warmup):
+            body = _body(cfg, model, prompts[i % len(prompts)])
+            await _send(client, cfg, body, RequestRecord(-1))
+
+    limit = None if math.isinf(cfg.duration_limit) else cfg.duration_limit
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(send_all(), timeout=limit)
+
+
 async def run_benchmark(
     cfg: BenchConfig,
     *,
@@ -330,8 +353,10 @@ async def run_benchmark(
     if mode is None:
         spec = await _get_speculation(client)
         mode, k = ("server", None) if spec is None else (str(spec.get("mode")), spec.get("k"))
+        k = k if mode == "fixed" else None  # the scheduler's k is only its upper bound
     from tqdm.auto import tqdm
 
+    await _warmup(client, cfg, model, prompts)
     before = await _scrape(client)
     records: list[RequestRecord] = []
     gate = asyncio.Semaphore(cfg.concurrency)
