@@ -119,6 +119,7 @@ def test_spec_stats_diffs_counters():
     assert s["per_position_acceptance"] == [pytest.approx(0.8), pytest.approx(0.5), None]
     assert s["mean_acceptance_length"] == pytest.approx(1 + (80 + 30) / 100)
     assert s["mean_verify_length"] == pytest.approx(2.0)
+    assert s["draft_acceptance_rate"] == pytest.approx(110 / 160)
     assert (s["draft_tokens"], s["accepted_tokens"], s["verify_steps"]) == (160, 110, 100)
 
 

@@ -206,8 +206,13 @@ def _by_position(samples: Mapping[Any, float], name: str) -> dict[int, float]:
 def spec_stats(before: MetricSamples | None, after: MetricSamples | None) -> dict[str, Any]:
     """Speculation statistics of a run from the ``/metrics`` samples before and after it.
 
-    Per-position conditional acceptance is ``accepted[i] / draft[i]`` (``i`` = 1..G, the
-    ``position`` label); the mean acceptance length per verified (request, step) is
+    Per-position acceptance is ``accepted[i] / draft[i]`` (``i`` = 1..G, the ``position``
+    label; the serve contract's formula). It is the conditional rate when the server counts a
+    draft at position i only once position i - 1 was accepted; ``dspark serve`` counts every
+    verified draft, which makes it P(the first i drafts accepted | i drafted), and for fixed K
+    the conditional rate is then ``accepted[i] / accepted[i - 1]``. The overall
+    ``draft_acceptance_rate`` is ``sum(accepted) / sum(draft)``; the mean acceptance length
+    per verified (request, step) is
     ``1 + sum(accepted) / verify_steps`` (a step always yields the target's own token), with
     ``verify_steps`` the count of ``dspark_spec_verify_length``. Every field is None when a
     page or a metric is missing (a peer server), when nothing was verified, or when a counter
@@ -217,12 +222,12 @@ def spec_stats(before: MetricSamples | None, after: MetricSamples | None) -> dic
     -------
     dict
         ``mean_acceptance_length``, ``per_position_acceptance`` (list, position 1 first; None
-        where nothing was drafted), ``draft_tokens``, ``accepted_tokens``, ``verify_steps``,
-        ``mean_verify_length`` (mean chosen k).
+        where nothing was drafted), ``draft_acceptance_rate``, ``draft_tokens``,
+        ``accepted_tokens``, ``verify_steps``, ``mean_verify_length`` (mean chosen k).
     """
-    keys = ("draft_tokens", "accepted_tokens", "verify_steps", "mean_verify_length")
+    keys = "draft_acceptance_rate draft_tokens accepted_tokens verify_steps mean_verify_length"
     none: dict[str, Any] = {"mean_acceptance_length": None, "per_position_acceptance": None}
-    none.update(dict.fromkeys(keys))
+    none.update(dict.fromkeys(keys.split()))
     if before is None or after is None:
         return none
     d0, d1 = _by_position(before, DRAFT), _by_position(after, DRAFT)
@@ -244,6 +249,7 @@ def spec_stats(before: MetricSamples | None, after: MetricSamples | None) -> dic
     ]
     out["draft_tokens"], out["accepted_tokens"] = sum(draft), sum(acc)
     out["verify_steps"] = steps
+    out["draft_acceptance_rate"] = sum(acc) / sum(draft) if sum(draft) > 0 else None
     if steps > 0:
         out["mean_acceptance_length"] = 1.0 + sum(acc) / steps
         out["mean_verify_length"] = ksum / steps
