@@ -213,12 +213,13 @@ def test_bench_respects_concurrency_and_reports_throughput():
 
 
 def test_bench_poisson_arrivals_follow_the_seeded_draws(stub):
-    rate, n = 40.0, 8
-    r = _run(_cfg(stub.url, concurrency=n, num_prompts=n, request_rate=rate, seed=3))
-    draws = random.Random(3)
+    rate, n = 20.0, 8
+    r = _run(_cfg(stub.url, concurrency=n, num_prompts=n, request_rate=rate, seed=0))
+    draws = random.Random(0)
     expected = np.concatenate([[0.0], np.cumsum([draws.expovariate(rate) for _ in range(n - 1)])])
     starts = np.array(sorted(rec.start for rec in r.records))
-    assert np.abs((starts - starts[0]) - expected).max() < 0.02
+    assert expected[-1] > 0.2  # the check below tells these arrivals from "all at once"
+    assert np.abs((starts - starts[0]) - expected).max() < 0.04
 
 
 def test_bench_reads_acceptance_from_metrics(stub):

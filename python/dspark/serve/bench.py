@@ -382,9 +382,11 @@ async def run_benchmark(
     tasks: list[asyncio.Task[None]] = []
 
     async def issue() -> None:
+        due = 0.0  # arrival times are absolute (from t0), so sleep overshoot does not add up
         for i in range(cfg.num_prompts):
             if i and not math.isinf(cfg.request_rate):
-                await asyncio.sleep(arrivals.expovariate(cfg.request_rate))
+                due += arrivals.expovariate(cfg.request_rate)
+                await asyncio.sleep(max(0.0, t0 + due - time.perf_counter()))
             tasks.append(asyncio.create_task(one(i, prompts[i % len(prompts)])))
         await asyncio.gather(*tasks)
 
