@@ -42,6 +42,8 @@ class StubConfig:
     fail_every: int = 0
     fail_statuses: tuple[int, ...] = ()
     hang: bool = False  # stream chunks forever (never finishes)
+    error_after_chunks: int | None = None  # then an in-stream {"error": ...} chunk and the end
+    send_done: bool = True  # False: the stream just stops after the usage chunk
     speculation: bool = True  # serve /v1/dspark/speculation (else 404 like a peer server)
     metrics: bool = True
     max_k: int = 4
@@ -106,13 +108,17 @@ def make_app(cfg: StubConfig, state: StubState) -> FastAPI:
                 choice.update({"delta": {"content": text}} if chat else {"text": text})
                 yield _sse({"object": "stub.chunk", "choices": [choice]})
                 i += 1
+                if i == cfg.error_after_chunks:
+                    yield _sse({"error": {"message": "stub engine failure", "code": 500}})
+                    return
             last = {"index": 0, "finish_reason": "length"}
             last.update({"delta": {}} if chat else {"text": ""})
             yield _sse({"choices": [last]})
             if cfg.send_usage:
                 usage = {"prompt_tokens": 7, "completion_tokens": n_tokens}
                 yield _sse({"choices": [], "usage": usage})
-            yield b"data: [DONE]\n\n"
+            if cfg.send_done:
+                yield b"data: [DONE]\n\n"
             finished = True
             state.completed += 1
             count_spec()

@@ -251,6 +251,24 @@ def test_bench_counts_errors_instead_of_raising():
     assert r.summary["total_output_tokens"] == 6 * MAX_TOKENS
 
 
+@pytest.mark.parametrize(
+    ("stub_cfg", "message"),
+    [
+        (StubConfig(ttft_s=0.002, error_after_chunks=2), "stub engine failure"),
+        (StubConfig(ttft_s=0.002, send_done=False), "without 'data: [DONE]'"),
+        (StubConfig(ttft_s=3.0), "ReadTimeout"),  # nothing within the read timeout
+    ],
+)
+def test_bench_counts_broken_streams(stub_cfg, message):
+    with serve_stub(stub_cfg) as s:
+        t0 = time.perf_counter()
+        r = _run(_cfg(s.url, num_prompts=2, concurrency=2, timeout=0.3))
+        assert time.perf_counter() - t0 < 1.5
+    assert (r.summary["completed"], r.summary["errors"], r.summary["cancelled"]) == (0, 2, 0)
+    assert r.summary["error_status"] == {"200": 2}  # the failure came after the 200 header
+    assert any(message in m for m in r.summary["error_samples"])
+
+
 def test_bench_counts_refused_connections():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
