@@ -309,11 +309,13 @@ def test_sweep_sets_every_mode_and_restores_the_setting():
 
 
 def test_sweep_skips_refused_modes_and_handles_peer_servers():
-    with serve_stub(StubConfig(ttft_s=0.005, max_k=1, refuse_modes=("scheduler",))) as s:
-        runs, skipped = asyncio.run(run_sweep(_cfg(s.url, num_prompts=2, max_tokens=4), [2]))
-    assert [(r.mode, r.k) for r in runs] == [("none", None), ("fixed", 1)]
-    assert [(x["mode"], x["k"]) for x in skipped] == [("scheduler", None)]
-    assert skipped[0]["reason"] == "HTTP 400: mode 'scheduler' needs a drafter"
+    with serve_stub(StubConfig(ttft_s=0.005, max_k=3, refuse_modes=("scheduler",))) as s:
+        cfg = _cfg(s.url, num_prompts=2, max_tokens=4)
+        runs, skipped = asyncio.run(run_sweep(cfg, [2], ks=[3, 5]))  # K=5 > max_k
+    assert [(r.mode, r.k) for r in runs] == [("none", None), ("fixed", 3)]
+    assert [(x["mode"], x["k"]) for x in skipped] == [("fixed", 5), ("scheduler", None)]
+    assert skipped[0]["reason"] == "HTTP 400: k: expected 1..3, got 5"
+    assert skipped[1]["reason"] == "HTTP 400: mode 'scheduler' needs a drafter"
     with serve_stub(StubConfig(ttft_s=0.005, speculation=False)) as peer:
         runs, _ = asyncio.run(run_sweep(_cfg(peer.url, num_prompts=2, max_tokens=4), [1, 2]))
         assert peer.state.modes_set == []
@@ -329,24 +331,15 @@ def test_sweep_skips_refused_modes_and_handles_peer_servers():
 def test_cli_bench_serve_sweep_writes_json_and_png(tmp_path, capsys):
     out, png = tmp_path / "r" / "sweep.json", tmp_path / "sweep.png"
     with serve_stub(StubConfig(ttft_s=0.005, chunk_interval_s=0.002, max_k=2)) as s:
-        argv = ["bench", "serve", "--url", s.url, "--sweep", "--concurrency", "1,2"]
-        argv += [
-            "--num-prompts",
-            "2",
-            "--max-tokens",
-            "4",
-            "--slo-ttft-ms",
-            "1000",
-            "--warmup",
-            "0",
-        ]
-        argv += ["--json", str(out), "--plot", str(png), "--no-progress", "--set", "timeout=5"]
-        assert main(argv) == 0
+        argv = ["bench", "serve", "--url", s.url, "--sweep", "--sweep-k", "2", "--concurrency"]
+        argv += ["1,2", "--num-prompts", "2", "--max-tokens", "4", "--slo-ttft-ms", "1000"]
+        argv += ["--json", str(out), "--plot", str(png), "--no-progress", "--set", "warmup=0"]
+        assert main([*argv, "--set", "timeout=5"]) == 0
+        plan = [("none", None), ("fixed", 2), ("scheduler", None)]
+        assert s.state.modes_set == [*plan, ("fixed", 2)]  # then the setting is restored
     doc = json.loads(out.read_text())
     assert [(r["mode"], r["k"], r["concurrency"]) for r in doc["runs"]] == [
-        (m, k, c)
-        for m, k in [("none", None), ("fixed", 1), ("fixed", 2), ("scheduler", None)]
-        for c in (1, 2)
+        (m, k, c) for m, k in plan for c in (1, 2)
     ]
     for r in doc["runs"]:
         for key in ("output_tok_s", "tpot_p50_ms", "ttft_p50_ms", "errors", "goodput_req_s"):
@@ -355,7 +348,7 @@ def test_cli_bench_serve_sweep_writes_json_and_png(tmp_path, capsys):
     assert doc["config"]["timeout"] == 5 and doc["config"]["request_rate"] is None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
-    assert printed.count("| fixed |") == 4 and f"json: {out}" in printed
+    assert printed.count("| fixed |") == 2 and f"json: {out}" in printed
 
 
 @pytest.mark.parametrize(
@@ -363,6 +356,7 @@ def test_cli_bench_serve_sweep_writes_json_and_png(tmp_path, capsys):
     [
         (["--concurrency", "0"], "--concurrency"),
         (["--concurrency", "two"], "--concurrency"),
+        (["--sweep-k", "0,2"], "--sweep-k"),
         (["--num-prompts", "0"], "num_prompts"),
         (["--set", "bogus=1"], "bogus"),
     ],

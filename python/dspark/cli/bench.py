@@ -23,11 +23,13 @@ class BenchServeRun:
     """What ``dspark bench serve`` runs and writes (each run's settings are a BenchConfig).
 
     ``concurrencies`` is an int, a comma list (``"1,4,16"``) or a list; None runs the
-    BenchConfig's ``concurrency``. ``sweep`` runs every speculation mode at each concurrency.
+    BenchConfig's ``concurrency``. ``sweep`` runs every speculation mode at each concurrency;
+    ``sweep_k`` (same forms) limits its fixed K values (default 1..G).
     """
 
     concurrencies: int | str | Sequence[int] | None = None
     sweep: bool = False
+    sweep_k: int | str | Sequence[int] | None = None
     json: str | None = None
     plot: str | None = None
 
@@ -83,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_flag(
         s, "--sweep", action="store_true", help="none, fixed K=1..G, scheduler x concurrencies"
     )
+    add_flag(s, "--sweep-k", metavar="K[,K...]", help="the sweep's fixed K values (default 1..G)")
     add_flag(s, "--json", metavar="PATH", help="write the runs as JSON")
     add_flag(s, "--plot", metavar="PATH", help="PNG: output tok/s and TPOT p50 vs concurrency")
     add_flag(s, "--no-progress", key="progress", action="store_false")
@@ -90,14 +93,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run)
 
 
-def _concurrencies(value: int | str | Sequence[int]) -> list[int]:
+def _ints(flag: str, value: int | str | Sequence[int]) -> list[int]:
     items = str(value).split(",") if isinstance(value, int | str) else list(value)
     try:
         out = [int(c) for c in items]
     except (TypeError, ValueError):
         out = []
     if not out or min(out) < 1:
-        raise ValueError(f"--concurrency: expected ints >= 1 (e.g. 4 or 1,4,16), got {value!r}")
+        raise ValueError(f"{flag}: expected ints >= 1 (e.g. 4 or 1,4,16), got {value!r}")
     return out
 
 
@@ -107,13 +110,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         what, cfg = construct(args, BenchServeRun, BenchConfig)
-        cs = [cfg.concurrency] if what.concurrencies is None else _concurrencies(what.concurrencies)
+        cs = [cfg.concurrency]
+        if what.concurrencies is not None:
+            cs = _ints("--concurrency", what.concurrencies)
+        ks = None if what.sweep_k is None else _ints("--sweep-k", what.sweep_k)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"dspark bench serve: {e}") from None
 
     async def main() -> tuple[list, list]:
         if what.sweep:
-            return await run_sweep(cfg, cs)
+            return await run_sweep(cfg, cs, ks=ks)
         runs = [await run_benchmark(dataclasses.replace(cfg, concurrency=c)) for c in cs]
         return runs, []
 

@@ -408,12 +408,17 @@ async def run_benchmark(
 
 
 async def run_sweep(
-    cfg: BenchConfig, concurrencies: Sequence[int], *, speculation: bool = True
+    cfg: BenchConfig,
+    concurrencies: Sequence[int],
+    *,
+    speculation: bool = True,
+    ks: Sequence[int] | None = None,
 ) -> tuple[list[BenchResult], list[dict[str, Any]]]:
     """Every speculation mode x every concurrency; returns the runs and the modes skipped.
 
     With ``speculation`` and a server that has ``/v1/dspark/speculation``, the modes are
-    ``none``, ``fixed`` with K = 1..G (G = its ``max_k``) and ``scheduler``, each set by PUT
+    ``none``, ``fixed`` with K = 1..G (G = its ``max_k``; or the ``ks`` given) and
+    ``scheduler``, each set by PUT
     before its runs (a mode the server refuses, e.g. 400 without a drafter, is skipped with its
     reason); the server's setting is restored at the end. Otherwise every run is mode
     ``"server"``. Runs are ordered mode-major, then by concurrency as given.
@@ -432,8 +437,8 @@ async def run_sweep(
         original = await _get_speculation(client) if speculation else None
         plan: list[tuple[str, int | None]] = [("server", None)]
         if original is not None:
-            g = int(original.get("max_k") or 0)
-            plan = [("none", None), *(("fixed", k) for k in range(1, g + 1)), ("scheduler", None)]
+            fixed = range(1, int(original.get("max_k") or 0) + 1) if ks is None else ks
+            plan = [("none", None), *(("fixed", int(k)) for k in fixed), ("scheduler", None)]
         try:
             for mode, k in plan:
                 if original is not None and (why := await _set_speculation(client, mode, k)):
