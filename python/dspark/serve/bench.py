@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -31,7 +30,16 @@ from typing import Any
 
 import httpx
 
-from dspark.serve.bench_stats import SLO, RequestRecord, parse_metrics, spec_stats, summarize
+from dspark.serve.bench_client import (
+    first_model,
+    get_speculation,
+    open_client,
+    request_body,
+    scrape_metrics,
+    send,
+    set_speculation,
+)
+from dspark.serve.bench_stats import SLO, RequestRecord, spec_stats, summarize
 
 __all__ = [
     "BenchConfig",
@@ -172,136 +180,6 @@ def load_bench_prompts(
     return [pool[order[i % len(pool)]] for i in range(num_prompts)]
 
 
-def _client(cfg: BenchConfig, max_concurrency: int) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-    return httpx.AsyncClient(
-        base_url=cfg.base_url,
-        headers=headers,
-        timeout=httpx.Timeout(cfg.timeout),
-        limits=httpx.Limits(max_connections=max_concurrency + 2),
-    )
-
-
-async def _first_model(client: httpx.AsyncClient) -> str:
-    try:
-        r = await client.get("/v1/models")
-        r.raise_for_status()
-        return str(r.json()["data"][0]["id"])
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise RuntimeError(
-            f"url: could not read a model id from {client.base_url}v1/models "
-            f"({type(e).__name__}: {e}); is the server up? --model skips the lookup"
-        ) from None
-
-
-async def _get_speculation(client: httpx.AsyncClient) -> dict[str, Any] | None:
-    """``GET /v1/dspark/speculation``, or None when the server has no such endpoint."""
-    try:
-        r = await client.get("/v1/dspark/speculation")
-        return dict(r.json()) if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-async def _set_speculation(
-    client: httpx.AsyncClient, mode: str, k: int | None, wait: float = 10.0
-) -> str | None:
-    """PUT a speculation setting; None on success, else the reason. Retries on 409."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            r = await client.put("/v1/dspark/speculation", json={"mode": mode, "k": k})
-        except httpx.HTTPError as e:
-            return f"{type(e).__name__}: {e}"
-        if r.status_code == 200:
-            return None
-        if r.status_code != 409 or time.monotonic() > deadline:
-            return f"HTTP {r.status_code}: {_error_message(r.content)}"
-        await asyncio.sleep(0.05)  # the previous run's cancelled requests are still draining
-
-
-async def _scrape(client: httpx.AsyncClient) -> dict[Any, float] | None:
-    try:
-        r = await client.get("/metrics")
-        return parse_metrics(r.text) if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        err = json.loads(body)["error"]
-        return str(err["message"] if isinstance(err, dict) else err)
-    except (ValueError, KeyError, TypeError):
-        return body.decode("utf-8", "replace")[:200]
-
-
-def _body(cfg: BenchConfig, model: str, prompt: Prompt) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "max_tokens": cfg.max_tokens,
-        "temperature": cfg.temperature,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if cfg.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    if cfg.ignore_eos:
-        body["ignore_eos"] = True
-    return body
-
-
-async def _send(
-    client: httpx.AsyncClient, cfg: BenchConfig, body: dict[str, Any], rec: RequestRecord
-) -> None:
-    """Stream one request into ``rec``; every failure ends up in ``rec.error``."""
-    path = "/v1/completions" if cfg.endpoint == "completions" else "/v1/chat/completions"
-    start = time.perf_counter()
-    chunks, usage, done = 0, None, False
-    try:
-        async with client.stream("POST", path, json=body) as resp:
-            rec.status = resp.status_code
-            if resp.status_code != 200:
-                rec.error = _error_message(await resp.aread())
-                return
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, SSE comments / keep-alives
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    done = True
-                    break
-                now = time.perf_counter() - start
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    rec.error = _error_message(data.encode())
-                    return
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    text = choice.get("text") or (choice.get("delta") or {}).get("content")
-                    if text:  # role-only and empty final chunks carry no tokens
-                        rec.chunk_times.append(now)
-                        chunks += 1
-                        break
-        rec.e2e = time.perf_counter() - start
-        if not done:
-            rec.error = "the stream ended without 'data: [DONE]'"
-            return
-        rec.output_tokens = int((usage or {}).get("completion_tokens") or chunks)
-        pt = (usage or {}).get("prompt_tokens")
-        rec.prompt_tokens = None if pt is None else int(pt)
-        rec.ok = True
-    except asyncio.CancelledError:
-        rec.cancelled, rec.error = True, "cancelled at the duration limit"
-        raise
-    except httpx.HTTPError as e:
-        rec.error = f"{type(e).__name__}: {e}"
-    except (ValueError, TypeError, AttributeError) as e:
-        rec.error = f"malformed stream chunk ({type(e).__name__}: {e})"
-
-
 async def _warmup(
     client: httpx.AsyncClient, cfg: BenchConfig, model: str, prompts: Sequence[Prompt]
 ) -> None:
@@ -309,8 +187,8 @@ async def _warmup(
 
     async def send_all() -> None:
         for i in range(cfg.warmup):
-            body = _body(cfg, model, prompts[i % len(prompts)])
-            await _send(client, cfg, body, RequestRecord(-1))
+            body = request_body(cfg, model, prompts[i % len(prompts)])
+            await send(client, cfg, body, RequestRecord(-1))
 
     limit = None if math.isinf(cfg.duration_limit) else cfg.duration_limit
     with contextlib.suppress(asyncio.TimeoutError):
@@ -343,21 +221,21 @@ async def run_benchmark(
     BenchResult
     """
     if client is None:
-        async with _client(cfg, cfg.concurrency) as own:
+        async with open_client(cfg, cfg.concurrency) as own:
             return await run_benchmark(cfg, mode=mode, k=k, prompts=prompts, client=own)
-    model = cfg.model or await _first_model(client)
+    model = cfg.model or await first_model(client)
     if prompts is None:
         prompts = load_bench_prompts(
             cfg.prompts, cfg.num_prompts, cfg.seed, chat=cfg.endpoint == "chat"
         )
     if mode is None:
-        spec = await _get_speculation(client)
+        spec = await get_speculation(client)
         mode, k = ("server", None) if spec is None else (str(spec.get("mode")), spec.get("k"))
         k = k if mode == "fixed" else None  # the scheduler's k is only its upper bound
     from tqdm.auto import tqdm
 
     await _warmup(client, cfg, model, prompts)
-    before = await _scrape(client)
+    before = await scrape_metrics(client)
     records: list[RequestRecord] = []
     gate = asyncio.Semaphore(cfg.concurrency)
     arrivals = random.Random(cfg.seed)
@@ -375,7 +253,7 @@ async def run_benchmark(
             rec = RequestRecord(index=i, start=time.perf_counter() - t0)
             records.append(rec)
             try:
-                await _send(client, cfg, _body(cfg, model, prompt), rec)
+                await send(client, cfg, request_body(cfg, model, prompt), rec)
             finally:
                 bar.update(1)
 
@@ -403,7 +281,7 @@ async def run_benchmark(
     if done:
         main.result()  # a bug in this module, not a request failure: surface it
     summary = summarize(records, duration, SLO(cfg.slo_ttft_ms, cfg.slo_tpot_ms))
-    spec_out = spec_stats(before, await _scrape(client))
+    spec_out = spec_stats(before, await scrape_metrics(client))
     return BenchResult(mode, k, cfg.concurrency, cfg.request_rate, summary, spec_out, records)
 
 
@@ -428,20 +306,20 @@ async def run_sweep(
         raise ValueError(f"concurrencies: expected ints >= 1, got {list(concurrencies)!r}")
     results: list[BenchResult] = []
     skipped: list[dict[str, Any]] = []
-    async with _client(cfg, max(cs)) as client:
-        model = cfg.model or await _first_model(client)
+    async with open_client(cfg, max(cs)) as client:
+        model = cfg.model or await first_model(client)
         cfg = dataclasses.replace(cfg, model=model)
         prompts = load_bench_prompts(
             cfg.prompts, cfg.num_prompts, cfg.seed, chat=cfg.endpoint == "chat"
         )
-        original = await _get_speculation(client) if speculation else None
+        original = await get_speculation(client) if speculation else None
         plan: list[tuple[str, int | None]] = [("server", None)]
         if original is not None:
             fixed = range(1, int(original.get("max_k") or 0) + 1) if ks is None else ks
             plan = [("none", None), *(("fixed", int(k)) for k in fixed), ("scheduler", None)]
         try:
             for mode, k in plan:
-                if original is not None and (why := await _set_speculation(client, mode, k)):
+                if original is not None and (why := await set_speculation(client, mode, k)):
                     skipped.append({"mode": mode, "k": k, "reason": why})
                     continue
                 for c in cs:
@@ -451,6 +329,6 @@ async def run_sweep(
                     )
         finally:
             mode, k = str((original or {}).get("mode")), (original or {}).get("k")
-            if original is not None and (why := await _set_speculation(client, mode, k)):
+            if original is not None and (why := await set_speculation(client, mode, k)):
                 print(f"bench: could not restore speculation {mode} k={k}: {why}", file=sys.stderr)
     return results, skipped
