@@ -37,6 +37,7 @@ def test_cli_table_lists_every_command():
         "prepare",
         "train",
         "serve",
+        "bench",
     }
 
 

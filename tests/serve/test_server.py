@@ -182,6 +182,13 @@ def test_metrics_account_for_every_emitted_token(model, server):
     assert r.usage.completion_tokens == 20 == 1 + steps + accepted
     zero = diff("dspark_spec_verify_length_bucket{le=0.0}")  # steps that verified no draft
     assert drafted[0] == steps - zero and drafted[0] >= drafted[1] >= drafted[2]
+    acc = [diff(f"dspark_spec_accepted_tokens_total{{position={p}}}") for p in (1, 2, 3)]
+    # position p is tested only when p - 1 was accepted (and K reaches p): conditional counts
+    assert (
+        drafted[1] <= acc[0]
+        and drafted[2] <= acc[1]
+        and all(a <= d for a, d in zip(acc, drafted, strict=True))
+    )
     assert diff("dspark_generation_tokens_total") == 20
 
 

@@ -207,10 +207,8 @@ def spec_stats(before: MetricSamples | None, after: MetricSamples | None) -> dic
     """Speculation statistics of a run from the ``/metrics`` samples before and after it.
 
     Per-position acceptance is ``accepted[i] / draft[i]`` (``i`` = 1..G, the ``position``
-    label; the serve contract's formula). It is the conditional rate when the server counts a
-    draft at position i only once position i - 1 was accepted; ``dspark serve`` counts every
-    verified draft, which makes it P(the first i drafts accepted | i drafted), and for fixed K
-    the conditional rate is then ``accepted[i] / accepted[i - 1]``. The overall
+    label): the conditional rate, as ``dspark serve`` counts a draft at position i only when
+    verification reached it (every draft before it accepted). The overall
     ``draft_acceptance_rate`` is ``sum(accepted) / sum(draft)``; the mean acceptance length
     per verified (request, step) is
     ``1 + sum(accepted) / verify_steps`` (a step always yields the target's own token), with

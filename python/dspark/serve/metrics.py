@@ -50,7 +50,7 @@ class ServerMetrics:
         self.generation_tokens = Counter("dspark_generation_tokens", "Generated tokens", registry=r)
         self.drafted = Counter(
             "dspark_spec_draft_tokens",
-            "Draft tokens verified, by position",
+            "Draft tokens tested by verification (every earlier draft accepted), by position",
             ["position"],
             registry=r,
         )
@@ -92,7 +92,9 @@ class ServerMetrics:
         self.step_tokens.observe(last_step["tokens"])
         for k, a in zip(last_step.get("lengths", []), last_step.get("accepted", []), strict=False):
             self.verify_length.observe(k)
-            for p in range(k):
+            # Position p is tested only when every draft before it was accepted, so
+            # accepted / drafted per position is the conditional acceptance rate.
+            for p in range(min(k, a + 1)):
                 label = str(p + 1)
                 self.drafted.labels(position=label).inc()
                 if p < a:
