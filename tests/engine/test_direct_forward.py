@@ -162,3 +162,17 @@ def test_direct_forward_unsupported_family_and_bad_steps():
         runner.run([StepRequest(4, torch.arange(4).view(2, 2))])
     with pytest.raises(ValueError, match="feature_layers"):
         ModelRunner(tiny_qwen3(vocab=97, layers=2), num_pages=4, feature_layers=[1])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_run_restores_the_models_attention_implementation(direct):
+    model = tiny_qwen3(vocab=97, layers=1)
+    before = model.config._attn_implementation
+    assert before != "dspark_paged"
+    runner = ModelRunner(model, num_pages=4, page_size=4, direct=direct)
+    runner.run([StepRequest(0, torch.arange(3))])
+    assert model.config._attn_implementation == before
+    with pytest.raises(ValueError, match="parents"):  # a failing step restores it too
+        runner.run([StepRequest(0, torch.arange(2), parents=torch.tensor([0, 0]))])
+    assert model.config._attn_implementation == before
+    model(torch.arange(3)[None])  # the model still runs on its own attention

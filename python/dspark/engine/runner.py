@@ -101,6 +101,16 @@ def _depths(parents: list[int]) -> list[int]:
     return depth
 
 
+def _set_attn(cfg: Any, name: Any) -> None:
+    """Set ``cfg._attn_implementation``. A config without sub-configs keeps it in one instance
+    attribute, written directly: the property setter goes through huggingface_hub's validating
+    ``__setattr__`` (~8 us, twice per step)."""
+    if not getattr(cfg, "sub_configs", None) and "_attn_implementation_internal" in vars(cfg):
+        vars(cfg)["_attn_implementation_internal"] = name
+    else:
+        cfg._attn_implementation = name
+
+
 class ModelRunner:
     """A Hugging Face decoder-only LM run over dspark's paged KV cache.
 
@@ -315,7 +325,7 @@ class ModelRunner:
         cfg = self.model.config
         prev = cfg._attn_implementation
         if prev != ATTN_NAME:
-            cfg._attn_implementation = ATTN_NAME
+            _set_attn(cfg, ATTN_NAME)
         sc = StepCache(self.cache, lay)
         try:
             if self.direct is not None:
@@ -326,7 +336,7 @@ class ModelRunner:
                 logits, parts = self._hf_forward(lay, sc, rows)
         finally:
             if prev != ATTN_NAME:
-                cfg._attn_implementation = prev
+                _set_attn(cfg, prev)
         feats = torch.cat(parts, dim=-1) if parts else None
         return RunnerOutput(logits, rows_ptr, feats, lay)
 
