@@ -375,11 +375,12 @@ class SpeculativeGenerator:
         else:
             host_conf = conf.cpu()
             sched = getattr(self.scheduler, "schedule", self.scheduler)
-            out = torch.as_tensor(sched(host_conf)).to(device="cpu", dtype=torch.int64)
+            out = torch.as_tensor(sched(host_conf))
             if out.shape != (conf.shape[0],):
                 raise ValueError(
                     f"scheduler: expected lengths of shape ({conf.shape[0]},), got "
                     f"{tuple(out.shape)}"
                 )
-            lens, conf_h = out.clamp(0, n_max).tolist(), host_conf.tolist()
+            lens = [min(max(int(x), 0), n_max) for x in out.tolist()]
+            conf_h = host_conf.tolist()
         return [min(n, c) for n, c in zip(lens, caps, strict=True)], conf_h
