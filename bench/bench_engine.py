@@ -4,7 +4,8 @@ Run from the repo root: ``python -m bench.bench_engine [--threads 1] [--clock cp
 One table (the harness's shape; "ref" is transformers, "dspark" the paged engine):
 
 - ``transformers.generate`` per-token time (greedy, DynamicCache) vs the engine's plain decode
-  step (one packed forward of 1 new token per request over the paged cache + argmax);
+  step (one packed forward of 1 new token per request over the paged cache + argmax, appended;
+  per token over the same KV lengths as the other columns);
 - a plain decode step of the engine vs a speculative round with zero drafts on the same engine
   (target step + ``verify_batch`` + rollback + bookkeeping, via ``SpeculativeGenerator`` with a
   drafter that proposes nothing): the round's fixed overhead, which the budget caps at 1.1x.
@@ -86,14 +87,16 @@ def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
             )
 
     runner = ModelRunner(target, num_pages=batch * (PROMPT + NEW + 32) // 16 + 4, page_size=16)
-    runner.run([StepRequest(b, ids[b]) for b in range(batch)])
-    last = ids[:, -1]
 
-    def engine_step():
-        out = runner.run([StepRequest(b, last[b : b + 1]) for b in range(batch)])
-        out.logits.argmax(-1)
-        for b in range(batch):
-            runner.cache.truncate(b, PROMPT)
+    def engine_decode(n: int) -> None:
+        """Greedy decoding on the engine core: prefill, then n - 1 plain 1-token steps."""
+        for r in runner.cache.requests:
+            runner.cache.free(r)
+        out = runner.run([StepRequest(b, ids[b]) for b in range(batch)])
+        tok = out.logits.argmax(-1)
+        for _ in range(n - 1):
+            out = runner.run([StepRequest(b, tok[b : b + 1]) for b in range(batch)])
+            tok = out.logits.argmax(-1)
 
     gen = dspark.SpeculativeGenerator(
         target, NullDrafter(target), scheduler=zero_lengths, engine="paged"
@@ -109,7 +112,7 @@ def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
         return (full - first) / (NEW - 1)
 
     hf = per_token(hf_generate)
-    step = timer(engine_step, warmup=2, iters=20)
+    step = per_token(engine_decode)
     spec = per_token(rounds)
     table.add(f"{name} B={batch}: transformers.generate per token vs engine decode step", hf, step)
     table.add(f"{name} B={batch}: engine decode step vs zero-draft speculative round", step, spec)

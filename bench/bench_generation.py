@@ -1,7 +1,19 @@
 """Speculative generation on CPU: target-only greedy decoding vs dspark.generate.
 
-Run from the repo root: ``python -m bench.bench_generation``. Prints one table:
-case | ref ms/tok | dspark ms/tok | ratio | tau, where ms/tok is wall time / new tokens per
+Run from the repo root: ``python -m bench.bench_generation [--threads 1 --clock cpu]
+[--table budget|speed|all]``.
+
+``budget`` (issue 15's budget, micro-zoo target, B = 1 and 8): transformers.generate's per-token
+time, the engine's plain decode step (one packed 1-token step per request + argmax, appended:
+greedy decoding on the engine core), a
+speculative round with zero drafts on the same engine (SpeculativeGenerator, a drafter whose
+proposals a scheduler cuts to 0: target step + verify_batch + rollback + bookkeeping), and the
+ratios round / plain step (budget <= 1.1) and engine plain step / HF generate (budget < 1).
+All three are per-token times of decoding ``new`` tokens after the same prompt (the time of 1
+token subtracted, so no prefill), hence over the same KV lengths. Medians over interleaved
+repeats; use ``--clock cpu`` on a shared machine.
+
+``speed`` prints case | ref ms/tok | dspark ms/tok | ratio | tau, where ms/tok is wall time / new tokens per
 request (one "token" = one step of all B requests). "ref" is the target's own greedy decoding with
 a KV cache (one forward per token). Two dspark rows per model: a randomly initialised DSpark
 drafter (tau ~ 1: the pure overhead of drafting + verification) and a "perfect" drafter that
@@ -11,6 +23,7 @@ CPU numbers only; they say nothing about GPU speed (see docs/build.md section 4)
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -18,6 +31,9 @@ import torch
 from transformers import DynamicCache, Qwen3Config, Qwen3ForCausalLM
 
 import dspark
+from bench._harness import add_timing_args, machine_line, timer_from_args
+from bench.bench_engine import NullDrafter, zero_lengths
+from dspark.engine import ModelRunner, StepRequest
 from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models import Drafter, DrafterConfig, Proposal, build_drafter
 
@@ -93,7 +109,75 @@ def timed(fn, reps: int = 3) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def budget_row(target, batch: int, timer, reps: int) -> tuple[float, float, float]:
+    """(HF generate ms/token, engine plain decode step ms, zero-draft round ms), medians of
+    ``reps`` interleaved measurements; per-token times exclude the prefill."""
+    prompt, new = 96, 33
+    g = torch.Generator().manual_seed(batch)
+    ids = torch.randint(0, target.config.vocab_size, (batch, prompt), generator=g)
+
+    def hf_generate(n: int) -> None:
+        with torch.no_grad():
+            target.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=0,
+            )
+
+    runner = ModelRunner(target, num_pages=batch * (prompt + new + 16) // 16 + 4, page_size=16)
+
+    def engine_decode(n: int) -> None:
+        """Greedy decoding on the engine core: prefill, then n - 1 plain 1-token steps."""
+        for r in runner.cache.requests:
+            runner.cache.free(r)
+        out = runner.run([StepRequest(b, ids[b]) for b in range(batch)])
+        tok = out.logits.argmax(-1)
+        for _ in range(n - 1):
+            out = runner.run([StepRequest(b, tok[b : b + 1]) for b in range(batch)])
+            tok = out.logits.argmax(-1)
+
+    gen = dspark.SpeculativeGenerator(
+        target, NullDrafter(target), scheduler=zero_lengths, engine="paged"
+    )
+
+    def rounds(n: int) -> None:
+        gen.generate(ids, max_new_tokens=n, temperature=0.0)
+
+    def per_token(fn) -> float:
+        full = timer(lambda: fn(new), warmup=1, iters=1)
+        first = timer(lambda: fn(1), warmup=0, iters=1)
+        return (full - first) / (new - 1)
+
+    hf, step, rnd = [], [], []
+    for _ in range(reps):
+        hf.append(per_token(hf_generate))
+        step.append(per_token(engine_decode))
+        rnd.append(per_token(rounds))
+    runner.close()
+    return statistics.median(hf), statistics.median(step), statistics.median(rnd)
+
+
+def budget_table(timer, reps: int) -> None:
+    from dspark.zoo import load_zoo
+
+    target = load_zoo(assistant=False).target.float().eval()
+    print(f"### engine core budget (issue 15): micro-zoo target, prompt 96\n\n{machine_line()}\n")
+    print(
+        "| B | transformers.generate ms/token | engine plain decode step ms | zero-draft round ms "
+        "| round / plain step (<= 1.1) | engine plain / HF generate (< 1) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for batch in (1, 8):
+        hf, step, rnd = budget_row(target, batch, timer, reps)
+        print(
+            f"| {batch} | {hf:.3f} | {step:.3f} | {rnd:.3f} | {rnd / step:.3f} | {step / hf:.3f} |"
+        )
+
+
+def speed_table() -> None:
     torch.set_num_threads(1)  # the machine is shared: one thread gives stabler medians
     print(f"torch threads: {torch.get_num_threads()}, new tokens: {NEW_TOKENS}, block: {BLOCK}")
     print(f"{'case':<52} | {'ref ms/tok':>10} | {'dspark ms/tok':>13} | {'ratio':>6} | {'tau':>5}")
@@ -124,6 +208,19 @@ def main() -> None:
                 f"{case:<52} | {per_ref:10.2f} | {per:13.2f} | {per_ref / per:6.2f} | "
                 f"{res['out'].acceptance_length:5.2f}"
             )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    add_timing_args(ap)
+    ap.add_argument("--table", choices=("budget", "speed", "all"), default="all")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repeats (budget table)")
+    args = ap.parse_args()
+    timer = timer_from_args(args)
+    if args.table in ("budget", "all"):
+        budget_table(timer, args.reps)
+    if args.table in ("speed", "all"):
+        speed_table()
 
 
 if __name__ == "__main__":

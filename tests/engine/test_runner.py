@@ -33,10 +33,15 @@ def close(a, b):
     torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
 
 
+DIRECT = pytest.mark.parametrize("direct", [True, False], ids=["direct", "hf-call"])
+
+
+@DIRECT
 @pytest.mark.parametrize("kind", KINDS)
-def test_runner_ragged_steps_match_dense_forward(kind):
+def test_runner_ragged_steps_match_dense_forward(kind, direct):
     model = tiny(kind)
-    runner = ModelRunner(model, num_pages=40, page_size=4)
+    runner = ModelRunner(model, num_pages=40, page_size=4, direct=direct)
+    assert (runner.direct is not None) == direct
     g = torch.Generator().manual_seed(1)
     seqs = {
         r: torch.randint(0, 97, (n,), generator=g) for r, n in zip("abc", [7, 1, 13], strict=True)
@@ -58,10 +63,11 @@ def test_runner_ragged_steps_match_dense_forward(kind):
     assert [runner.cache.length(r) for r in "abc"] == [len(s) for s in seqs.values()]
 
 
+@DIRECT
 @pytest.mark.parametrize("kind", KINDS)
-def test_runner_rollback_by_length(kind):
+def test_runner_rollback_by_length(kind, direct):
     model = tiny(kind)
-    runner = ModelRunner(model, num_pages=12, page_size=4)
+    runner = ModelRunner(model, num_pages=12, page_size=4, direct=direct)
     prompt = torch.randint(0, 97, (6,))
     runner.run([StepRequest(0, prompt)])
     draft = torch.randint(0, 97, (5,))
@@ -74,10 +80,11 @@ def test_runner_rollback_by_length(kind):
     assert len(runner.cache.pages(0)) == runner.cache.pages_for(11)
 
 
+@DIRECT
 @pytest.mark.parametrize("kind", ["qwen3", "llama"])
-def test_runner_tree_matches_dense_mask_and_keeps_a_path(kind):
+def test_runner_tree_matches_dense_mask_and_keeps_a_path(kind, direct):
     model = tiny(kind)
-    runner = ModelRunner(model, num_pages=16, page_size=4)
+    runner = ModelRunner(model, num_pages=16, page_size=4, direct=direct)
     prefix = torch.randint(0, 97, (9,))
     runner.run([StepRequest("r", prefix)])
     parents = torch.tensor([-1, 0, 0, 1, 1, 2, 4], dtype=torch.int32)  # anchor + 6 nodes
@@ -111,9 +118,10 @@ def test_runner_tree_matches_dense_mask_and_keeps_a_path(kind):
     close(out.logits, dense(model, torch.cat([prefix, toks[[0, 1, 4, 6]], nxt]))[-2:])
 
 
-def test_runner_sliding_window_gemma3():
+@DIRECT
+def test_runner_sliding_window_gemma3(direct):
     model = tiny("gemma3", sliding_window=6)
-    runner = ModelRunner(model, num_pages=20, page_size=4)
+    runner = ModelRunner(model, num_pages=20, page_size=4, direct=direct)
     seq = torch.randint(0, 97, (15,))
     out = runner.run([StepRequest(0, seq[:10], logits="all")])
     close(out.logits, dense(model, seq[:10]))
@@ -121,9 +129,10 @@ def test_runner_sliding_window_gemma3():
     close(out.logits, dense(model, seq)[10:])
 
 
-def test_runner_features_and_selected_logits():
+@DIRECT
+def test_runner_features_and_selected_logits(direct):
     model = tiny("qwen3")
-    runner = ModelRunner(model, num_pages=8, page_size=8, feature_layers=[-1, 0, 1])
+    runner = ModelRunner(model, num_pages=8, page_size=8, feature_layers=[-1, 0, 1], direct=direct)
     ids = torch.randint(0, 97, (11,))
     out = runner.run([StepRequest(0, ids, logits=torch.tensor([2, 10]))])
     with torch.no_grad():
@@ -131,10 +140,12 @@ def test_runner_features_and_selected_logits():
     close(out.logits, ref.logits[0, [2, 10]])
     close(out.features, target_features(ref.hidden_states, [-1, 0, 1])[0])
     assert out.logits_indptr.tolist() == [0, 2]
-    # The hooks are inert outside run(): a plain forward captures nothing.
+    # No hooks on the direct path; on the model(...) path they are inert outside run().
+    assert bool(runner._handles) != direct
     model(ids[None])
     assert runner._captured == {}
     runner.close()
+    assert runner._handles == []
 
 
 def test_page_accounting_and_out_of_pages():

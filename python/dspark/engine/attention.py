@@ -45,6 +45,7 @@ class StepLayout:
     parents: torch.Tensor | None  # [T] int32 local tree parents, None = causal
     max_qo_len: int
     max_kv_len: int
+    qo_indptr_host: tuple[int, ...] = ()  # qo_indptr as host ints (no device read needed)
 
     @property
     def num_tokens(self) -> int:
@@ -68,10 +69,10 @@ class StepCache:
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # key_states [1, Hk, T, D] -> [T, Hk, D] rows of the flat [P * S, Hk, D] pool
-        kp, vp = self.cache.layer(layer_idx)
+        kf, vf = self.cache.flat_layer(layer_idx)
         slots = self.layout.slot_mapping
-        kp.view(-1, *kp.shape[2:]).index_copy_(0, slots, key_states[0].transpose(0, 1))
-        vp.view(-1, *vp.shape[2:]).index_copy_(0, slots, value_states[0].transpose(0, 1))
+        kf.index_copy_(0, slots, key_states[0].transpose(0, 1))
+        vf.index_copy_(0, slots, value_states[0].transpose(0, 1))
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:

@@ -71,12 +71,22 @@ class PagedKVCache:
         shape = (num_layers, num_pages, page_size, num_kv_heads, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)  # [L, P, S, Hk, D]
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        # Per-layer views, made once (a step reads them twice per layer).
+        self._views = [(self.k[i], self.v[i]) for i in range(num_layers)]
+        flat = (num_pages * page_size, num_kv_heads, head_dim)
+        self._flat = [(k.view(flat), v.view(flat)) for k, v in self._views]
+        self._version = 0  # bumped whenever any page table changes
         # Low page ids first: a LIFO stack popped from the end.
         self._free: list[int] = list(range(num_pages - 1, -1, -1))
         self._pages: dict[Hashable, list[int]] = {}
         self._len: dict[Hashable, int] = {}
 
     # --- accounting -----------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """A counter that changes whenever any request's page table changes (a cache key)."""
+        return self._version
+
     @property
     def num_free_pages(self) -> int:
         """Pages not owned by any request."""
@@ -115,12 +125,14 @@ class PagedKVCache:
         if req in self._len:
             raise ValueError(f"req: request {req!r} is already in the cache")
         self._pages[req], self._len[req] = [], 0
+        self._version += 1
 
     def free(self, req: Hashable) -> None:
         """Drop ``req`` and return all its pages."""
         pages = self._pages.pop(req)
         del self._len[req]
         self._free.extend(reversed(pages))
+        self._version += 1
 
     def reserve(self, req: Hashable, num_slots: int) -> None:
         """Make ``req``'s page table cover ``num_slots`` slots (its length is unchanged).
@@ -137,8 +149,10 @@ class PagedKVCache:
                 f"request {req!r} needs {need} more pages of {self.page_size} slots, "
                 f"{len(self._free)} free of {self.num_pages}"
             )
-        for _ in range(max(0, need)):
-            table.append(self._free.pop())
+        if need > 0:
+            table.extend(self._free[-1 : -need - 1 : -1])
+            del self._free[-need:]
+            self._version += 1
 
     def extend(self, req: Hashable, num_new: int) -> int:
         """Append ``num_new`` slots to ``req``; returns the first new slot (the old length)."""
@@ -157,8 +171,10 @@ class PagedKVCache:
         self._len[req] = length
         table = self._pages[req]
         keep = self.pages_for(length)
-        while len(table) > keep:
-            self._free.append(table.pop())
+        if len(table) > keep:
+            self._free.extend(reversed(table[keep:]))
+            del table[keep:]
+            self._version += 1
 
     def keep(self, req: Hashable, start: int, rows: Sequence[int]) -> None:
         """Keep slots ``start + rows[i]`` (increasing) as ``start + i``, drop the rest.
@@ -190,14 +206,17 @@ class PagedKVCache:
 
     def block_table(self, reqs: Sequence[Hashable]) -> torch.Tensor:
         """``[R, max_pages]`` int32 page tables of ``reqs`` (rows padded with page 0)."""
-        width = max((len(self._pages[r]) for r in reqs), default=0)
-        out = torch.zeros(len(reqs), max(width, 1), dtype=torch.int32)
-        for i, r in enumerate(reqs):
-            t = self._pages[r]
-            if t:
-                out[i, : len(t)] = torch.tensor(t, dtype=torch.int32)
-        return out.to(self.k.device)
+        tables = [self._pages[r] for r in reqs]
+        width = max(1, max(map(len, tables), default=0))
+        rows = [t + [0] * (width - len(t)) for t in tables]
+        if not rows:
+            return torch.zeros(0, width, dtype=torch.int32, device=self.k.device)
+        return torch.tensor(rows, dtype=torch.int32, device=self.k.device)
 
     def layer(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``[P, S, Hk, D]`` key and value pools of layer ``idx`` (views)."""
-        return self.k[idx], self.v[idx]
+        return self._views[idx]
+
+    def flat_layer(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``idx``'s pools as ``[P * S, Hk, D]`` rows indexed by flat slot id (views)."""
+        return self._flat[idx]

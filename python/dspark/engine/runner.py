@@ -10,13 +10,15 @@ by hooks installed once, not per call). The caller then keeps what verification 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
-from dspark.engine.attention import StepCache, StepLayout, register
+from dspark.engine.attention import ATTN_NAME, StepCache, StepLayout, register
+from dspark.engine.forward import DIRECT_FAMILIES, DirectForward
 from dspark.engine.paged_cache import OutOfPages, PagedKVCache
 from dspark.integrations.hf_compat import cache_kwargs
 
@@ -73,29 +75,40 @@ def supported_head_dim(model: Any) -> bool:
     return _head_dim(_text_config(model)) in _SUPPORTED_HEAD_DIMS
 
 
-def _rows(which: str | torch.Tensor, n: int) -> torch.Tensor:
-    """Row offsets (within a request's new tokens) that need logits."""
+def _rows(which: str | torch.Tensor, n: int) -> list[int] | torch.Tensor:
+    """Row offsets (within a request's ``n`` new tokens) that need logits."""
     if isinstance(which, torch.Tensor):
-        r = which.to(torch.int64).cpu()
+        r = which.to(device="cpu", dtype=torch.int64).reshape(-1)
         if r.numel() and not (int(r.min()) >= 0 and int(r.max()) < n):
             raise ValueError(f"logits: expected row offsets in [0, {n}), got {r.tolist()}")
         return r
     if which == "last":
-        return torch.arange(max(n - 1, 0), n)
+        return [n - 1] if n else []
     if which == "all":
-        return torch.arange(n)
+        return list(range(n))
     if which == "none":
-        return torch.zeros(0, dtype=torch.int64)
+        return []
     raise ValueError(f"logits: expected 'last', 'all', 'none' or a tensor of rows, got {which!r}")
 
 
-def _depths(parents: torch.Tensor) -> torch.Tensor:
-    depth = torch.zeros(parents.shape[0], dtype=torch.int64)
-    for i, p in enumerate(parents.tolist()):
+def _depths(parents: list[int]) -> list[int]:
+    """Tree depth of each node from its local parent (-1 = the prefix), validating the order."""
+    depth: list[int] = []
+    for i, p in enumerate(parents):
         if not -1 <= p < i:
             raise ValueError(f"parents: expected -1 <= parents[{i}] < {i}, got {p}")
-        depth[i] = 0 if p < 0 else depth[p] + 1
+        depth.append(0 if p < 0 else depth[p] + 1)
     return depth
+
+
+def _set_attn(cfg: Any, name: Any) -> None:
+    """Set ``cfg._attn_implementation``. A config without sub-configs keeps it in one instance
+    attribute, written directly: the property setter goes through huggingface_hub's validating
+    ``__setattr__`` (~8 us, twice per step)."""
+    if not getattr(cfg, "sub_configs", None) and "_attn_implementation_internal" in vars(cfg):
+        vars(cfg)["_attn_implementation_internal"] = name
+    else:
+        cfg._attn_implementation = name
 
 
 class ModelRunner:
@@ -113,6 +126,11 @@ class ModelRunner:
     feature_layers : sequence of int
         Decoder layers whose outputs to return as features (-1 = the embedding output), in
         :func:`dspark.models.target_features`' order and numbering.
+    direct : bool, optional
+        Run the model's own modules in dspark's loop (:mod:`dspark.engine.forward`: no
+        transformers wrappers, no masks, a RoPE table, features read in the loop) instead of
+        ``model(...)``. Default: whenever the model's family supports it; ``True`` raises if it
+        does not; ``False`` always calls ``model(...)`` (features then come from forward hooks).
     """
 
     def __init__(
@@ -122,6 +140,7 @@ class ModelRunner:
         num_pages: int,
         page_size: int = 16,
         feature_layers: Sequence[int] = (),
+        direct: bool | None = None,
     ) -> None:
         cfg = _text_config(model)
         head_dim = _head_dim(cfg)
@@ -144,11 +163,23 @@ class ModelRunner:
         )
         register()
         self.feature_layers = list(feature_layers)
+        n_layers = cfg.num_hidden_layers
+        for i in self.feature_layers:
+            if not -1 <= i < n_layers - 1:
+                raise ValueError(f"feature_layers: expected ids in [-1, {n_layers - 2}], got {i}")
+        self.direct = None if direct is False else DirectForward.build(model)
+        if direct and self.direct is None:
+            raise ValueError(
+                f"direct: the direct forward supports the families {sorted(DIRECT_FAMILIES)}, "
+                f"got model_type {getattr(model.config, 'model_type', None)!r}"
+            )
         self._captured: dict[int, torch.Tensor] = {}
         self._capturing = False
-        self._handles = self._install_hooks()
+        self._handles = self._install_hooks() if self.direct is None else []
+        self._table_key: tuple[Any, ...] | None = None
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    # --- feature capture (hooks installed once; inert outside run()) ------------------------
+    # --- feature capture on the model(...) path (hooks installed once; inert outside run()) --
     def _install_hooks(self) -> list[Any]:
         if not self.feature_layers:
             return []
@@ -156,10 +187,6 @@ class ModelRunner:
         layers = base.layers
         handles = []
         for i in self.feature_layers:
-            if not -1 <= i < len(layers) - 1:
-                raise ValueError(
-                    f"feature_layers: expected ids in [-1, {len(layers) - 2}], got {i}"
-                )
             mod = self.model.get_input_embeddings() if i == -1 else layers[i]
             handles.append(mod.register_forward_hook(self._hook(i)))
         return handles
@@ -178,61 +205,112 @@ class ModelRunner:
         self._handles = []
 
     # --- one step -----------------------------------------------------------------------------
-    def _layout(self, step: Sequence[StepRequest]) -> tuple[StepLayout, torch.Tensor, torch.Tensor]:
-        cache, dev = self.cache, self.device
-        new_len = {}
+    def _block_table(self, reqs: list[Hashable]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[R, W]`` int32 page tables on the device and their flat int64 copy (host), reused
+        while no page table changes (decode steps cross a page only every ``page_size``)."""
+        key = (self.cache.version, *reqs)
+        if key != self._table_key or self._table is None:
+            bt = self.cache.block_table(reqs)
+            self._table, self._table_key = (bt, bt.view(-1).to("cpu", torch.int64)), key
+        return self._table
+
+    def _check(self, step: Sequence[StepRequest]) -> tuple[list[int], Any, list[Any]]:
+        """Token counts, tree layout (parents and depth-minus-offset per token, or None) and
+        logit rows of every request, validated before anything is appended."""
+        ns, tree, rows = [], None, []
         for s in step:
-            if s.req not in cache:
-                cache.add(s.req)
-            new_len[s.req] = cache.length(s.req) + int(s.tokens.shape[0])
+            if s.tokens.dim() != 1:
+                shape = tuple(s.tokens.shape)
+                raise ValueError(f"tokens: expected a 1-D tensor, got shape {shape}")
+            ns.append(n := int(s.tokens.shape[0]))
+            rows.append(_rows(s.logits, n))
+        if len({s.req for s in step}) != len(step):
+            raise ValueError(f"step: expected distinct request ids, got {[s.req for s in step]}")
+        if any(s.parents is not None for s in step):
+            par: list[int] = []
+            delta: list[int] = []  # tree depth minus chain offset
+            for s, n in zip(step, ns, strict=True):
+                if s.parents is None:
+                    par += range(-1, n - 1)
+                    delta += [0] * n
+                    continue
+                p = [int(x) for x in s.parents.reshape(-1).tolist()]
+                if len(p) != n:
+                    raise ValueError(f"parents: expected {n} entries (one per token), got {len(p)}")
+                par += p
+                delta += [d - i for i, d in enumerate(_depths(p))]
+            tree = (par, delta)
+        return ns, tree, rows
+
+    def _layout(self, step: Sequence[StepRequest]) -> tuple[StepLayout, torch.Tensor | None, Any]:
+        """Append every request's tokens and pack the step: Python work is O(1) per request,
+        token-level positions and slots are a fixed number of tensor ops over the whole step."""
+        cache, dev, ps = self.cache, self.device, self.cache.page_size
+        ns, tree, row_parts = self._check(step)
+        reqs = [s.req for s in step]
+        for r in reqs:
+            if r not in cache:
+                cache.add(r)
+        new_len = {r: cache.length(r) + n for r, n in zip(reqs, ns, strict=True)}
         if not cache.can_grow(new_len):
             raise OutOfPages(
                 f"this step needs more than the {cache.num_free_pages} free pages of "
                 f"{cache.num_pages}"
             )
-        ids, pos, slots, tree = [], [], [], []
-        qo, kv, rows, rows_ptr = [0], [], [], [0]
-        for s in step:
-            n = int(s.tokens.shape[0])
-            start = cache.extend(s.req, n)
-            if s.parents is None:
-                depth = torch.arange(n, dtype=torch.int64)
-                tree.append(torch.arange(-1, n - 1, dtype=torch.int32))
-            else:
-                depth = _depths(s.parents.cpu())
-                tree.append(s.parents.to(torch.int32).cpu())
-            ids.append(s.tokens.to(torch.int64).cpu())
-            pos.append(start + depth)
-            slots.append(cache.slots(s.req, torch.arange(start, start + n)).cpu())
-            qo.append(qo[-1] + n)
-            kv.append(start + n)
-            if isinstance(s.logits, str):
-                if s.logits not in ("last", "all", "none"):
-                    raise ValueError(
-                        f"logits: expected 'last', 'all', 'none' or rows, got {s.logits!r}"
-                    )
-                r = {
-                    "last": torch.arange(n - 1, n) if n else torch.zeros(0, dtype=torch.int64),
-                    "all": torch.arange(n),
-                    "none": torch.zeros(0, dtype=torch.int64),
-                }[s.logits]
-            else:
-                r = s.logits.to(torch.int64).cpu()
-            rows.append(r + qo[-2])
-            rows_ptr.append(rows_ptr[-1] + int(r.shape[0]))
-        any_tree = any(s.parents is not None for s in step)
+        starts = [cache.extend(r, n) for r, n in zip(reqs, ns, strict=True)]
+        num_req, num_tok = len(step), sum(ns)
+        qo = list(itertools.accumulate(ns, initial=0))
+        kv = [a + n for a, n in zip(starts, ns, strict=True)]
+        bt, flat = self._block_table(reqs)
+        width = bt.shape[1]
+        # One host tensor for every per-request integer: token t of request r sits at slot
+        # starts[r] + (t - qo[r]) of page-table row r.
+        offs = [a - q for a, q in zip(starts, qo, strict=False)]
+        buf = torch.tensor([*offs, *range(0, num_req * width, width), *qo, *kv, *ns])
+        meta = buf[: 2 * num_req].view(2, num_req).T
+        if num_tok != num_req:  # else one token per request (decode)
+            meta = meta.repeat_interleave(buf[4 * num_req + 1 :], dim=0, output_size=num_tok)
+        slot_pos = torch.arange(num_tok) + meta[:, 0]
+        slots = flat[meta[:, 1] + slot_pos // ps] * ps + slot_pos % ps
+        parents, positions = None, slot_pos
+        if tree is not None:
+            parents = torch.tensor(tree[0], dtype=torch.int32, device=dev)
+            positions = slot_pos + torch.tensor(tree[1])
+        idx = buf[2 * num_req : 4 * num_req + 1].to(device=dev, dtype=torch.int32)
+        toks = [s.tokens for s in step]
+        if any(t.device != toks[0].device for t in toks):
+            toks = [t.cpu() for t in toks]
         lay = StepLayout(
-            input_ids=torch.cat(ids).to(dev),
-            positions=torch.cat(pos).to(dev),
-            slot_mapping=torch.cat(slots).to(dev),
-            qo_indptr=torch.tensor(qo, dtype=torch.int32, device=dev),
-            kv_len=torch.tensor(kv, dtype=torch.int32, device=dev),
-            block_table=cache.block_table([s.req for s in step]),
-            parents=torch.cat(tree).to(dev) if any_tree else None,
-            max_qo_len=max((qo[i + 1] - qo[i] for i in range(len(step))), default=0),
+            input_ids=torch.cat(toks).to(device=dev, dtype=torch.int64),
+            positions=positions.to(dev),
+            slot_mapping=slots.to(dev),
+            qo_indptr=idx[: num_req + 1],
+            kv_len=idx[num_req + 1 :],
+            block_table=bt,
+            parents=parents,
+            max_qo_len=max(ns, default=0),
             max_kv_len=max(kv, default=0),
+            qo_indptr_host=tuple(qo),
         )
-        return lay, torch.cat(rows).to(dev), torch.tensor(rows_ptr, dtype=torch.int64)
+        rows, rows_ptr = self._logit_rows(step, row_parts, qo)
+        return lay, rows, rows_ptr
+
+    def _logit_rows(
+        self, step: Sequence[StepRequest], parts: list[Any], qo: list[int]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Packed rows that need logits (None = every row) and their ``[R + 1]`` offsets."""
+        if all(isinstance(s.logits, str) and s.logits == "all" for s in step):
+            return None, torch.tensor(qo, dtype=torch.int64)
+        counts = [len(r) for r in parts]
+        if all(isinstance(r, list) for r in parts):
+            flat = [q + i for q, r in zip(qo, parts, strict=False) for i in r]
+            rows = torch.tensor(flat, dtype=torch.int64)
+        else:
+            rows = torch.cat(
+                [torch.as_tensor(r, dtype=torch.int64) + q for q, r in zip(qo, parts, strict=False)]
+            )
+        ptr = torch.tensor(list(itertools.accumulate(counts, initial=0)), dtype=torch.int64)
+        return rows.to(self.device), ptr
 
     @torch.no_grad()
     def run(self, step: Sequence[StepRequest]) -> RunnerOutput:
@@ -246,23 +324,37 @@ class ModelRunner:
         lay, rows, rows_ptr = self._layout(step)
         cfg = self.model.config
         prev = cfg._attn_implementation
-        cfg._attn_implementation = register()
+        if prev != ATTN_NAME:
+            _set_attn(cfg, ATTN_NAME)
+        sc = StepCache(self.cache, lay)
+        try:
+            if self.direct is not None:
+                logits, parts = self.direct(
+                    lay.input_ids, lay.positions, sc, rows, self.feature_layers, lay.max_kv_len - 1
+                )
+            else:
+                logits, parts = self._hf_forward(lay, sc, rows)
+        finally:
+            if prev != ATTN_NAME:
+                _set_attn(cfg, prev)
+        feats = torch.cat(parts, dim=-1) if parts else None
+        return RunnerOutput(logits, rows_ptr, feats, lay)
+
+    def _hf_forward(
+        self, lay: StepLayout, sc: StepCache, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The step through ``model(...)`` (features from the forward hooks)."""
         self._capturing, self._captured = bool(self.feature_layers), {}
         try:
-            sc = StepCache(self.cache, lay)
             out = self.model(
                 input_ids=lay.input_ids[None],
                 position_ids=lay.positions[None],
                 use_cache=True,
-                logits_to_keep=rows,
+                logits_to_keep=0 if rows is None else rows,
                 dspark_step=sc,
                 **cache_kwargs(self.model, sc),
             )
+            parts = [self._captured[i][0] for i in self.feature_layers]
         finally:
-            cfg._attn_implementation = prev
-            self._capturing = False
-        feats = None
-        if self.feature_layers:
-            feats = torch.cat([self._captured[i][0] for i in self.feature_layers], dim=-1)
-            self._captured = {}
-        return RunnerOutput(out.logits[0], rows_ptr, feats, lay)
+            self._capturing, self._captured = False, {}
+        return out.logits[0], parts

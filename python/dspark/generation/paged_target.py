@@ -1,7 +1,8 @@
 """The target side of speculative generation on dspark's paged engine core.
 
 Same interface as :class:`dspark.generation.target_runner.TargetRunner` (prefill, forward,
-forward_tree, accept, accept_mask, select, lengths), but the KV cache is
+forward_tree, accept, accept_mask, select, lengths, and the packed ``prefill_packed`` and
+``forward_packed`` the generation loop uses), but the KV cache is
 :class:`dspark.engine.PagedKVCache`: each request's rejected drafts are dropped by length (no
 cropping, no compaction, no holes), steps are packed without padding, and the target computes
 logits only for the rows verification reads.
@@ -16,7 +17,7 @@ import torch
 
 from dspark.engine import ModelRunner, StepRequest
 from dspark.engine.runner import supported_head_dim
-from dspark.generation.target_runner import TargetForward
+from dspark.generation.target_runner import PackedForward, TargetForward
 
 __all__ = ["PagedTargetRunner"]
 
@@ -70,31 +71,25 @@ class PagedTargetRunner:
         return out.logits.new_zeros(out.layout.num_tokens, 0)
 
     def _scatter(self, packed: torch.Tensor, counts: list[int], width: int) -> torch.Tensor:
-        """Packed rows ``[sum(counts), X]`` -> zero-padded ``[B, width, X]``."""
+        """Packed rows ``[sum(counts), X]`` -> zero-padded ``[B, width, X]`` (a view when every
+        request has ``width`` rows)."""
+        if all(c == width for c in counts):
+            return packed.view(len(counts), width, packed.shape[-1])
         out = packed.new_zeros(len(counts), width, packed.shape[-1])
         ar = torch.arange(width, device=packed.device)
         c = torch.tensor(counts, device=packed.device)
         out[ar[None, :] < c[:, None]] = packed
         return out
 
-    def _run(self, step: list[StepRequest], width: int) -> TargetForward:
+    def _run(self, step: list[StepRequest]) -> Any:
         assert self.runner is not None
         cache = self.runner.cache
         self._pending = [
             (cache.length(s.req) if s.req in cache else 0, len(s.tokens)) for s in step
         ]
-        out = self.runner.run(step)
-        counts = [len(s.tokens) for s in step]
-        feats = self._features(out)
-        return TargetForward(
-            self._scatter(out.logits, counts, width), self._scatter(feats, counts, width)
-        )
+        return self.runner.run(step)
 
-    @torch.no_grad()
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TargetForward:
-        """Run the prompts (real tokens where ``attention_mask``); logits only at each last
-        real row, features at every real row, both in the input's ``[B, L, ...]`` layout."""
-        bsz, width = input_ids.shape
+    def _ensure_runner(self, bsz: int) -> ModelRunner:
         num_pages = bsz * -(-self.max_len // self.page_size) + 1
         self.runner = ModelRunner(
             self.target,
@@ -103,24 +98,52 @@ class PagedTargetRunner:
             feature_layers=self.feature_layers,
         )
         self.rows = list(range(bsz))
+        return self.runner
+
+    @torch.no_grad()
+    def prefill_packed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> PackedForward:
+        """Run the prompts (real tokens where ``attention_mask``): logits ``[B, V]`` of each last
+        real row, features at every real row in the input's ``[B, L, F]`` layout."""
+        bsz = input_ids.shape[0]
+        runner = self._ensure_runner(bsz)
         mask = attention_mask.bool()
         step = [StepRequest(b, input_ids[b][mask[b]], logits="last") for b in range(bsz)]
-        out = self.runner.run(step)
+        out = runner.run(step)
         self._pending = []
-        last_col = mask.long().cumsum(1).argmax(1)
+        feats = self._features(out)
+        full = feats.new_zeros(bsz, input_ids.shape[1], feats.shape[-1])
+        full[mask] = feats
+        return PackedForward(out.logits, full)
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TargetForward:
+        """:meth:`prefill_packed` with the logits in the input's ``[B, L, V]`` layout (zero
+        except at each last real row)."""
+        out = self.prefill_packed(input_ids, attention_mask)
+        bsz, width = input_ids.shape
+        last_col = attention_mask.long().cumsum(1).argmax(1)
         logits = out.logits.new_zeros(bsz, width, out.logits.shape[-1])
         logits[torch.arange(bsz, device=self.device), last_col] = out.logits
-        feats = self._features(out)
-        full = feats.new_zeros(bsz, width, feats.shape[-1])
-        full[mask] = feats
-        return TargetForward(logits, full)
+        return TargetForward(logits, out.features)
+
+    @torch.no_grad()
+    def forward_packed(self, tokens: torch.Tensor, counts: Sequence[int]) -> PackedForward:
+        """Append the first ``counts[b]`` tokens of each row of ``tokens [B, n]`` and run them:
+        logits ``[sum(counts), V]`` of those rows, packed (no ``[B, n, V]`` scatter), features
+        ``[B, n, F]``."""
+        c = [int(x) for x in counts]
+        step = [StepRequest(r, tokens[i, : c[i]], logits="all") for i, r in enumerate(self.rows)]
+        out = self._run(step)
+        return PackedForward(out.logits, self._scatter(self._features(out), c, tokens.shape[1]))
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor, counts: torch.Tensor) -> TargetForward:
         """Append ``tokens [B, n]`` (the first ``counts[b]`` of each row are real) and run them."""
         c = counts.tolist()
-        step = [StepRequest(r, tokens[i, : c[i]], logits="all") for i, r in enumerate(self.rows)]
-        return self._run(step, tokens.shape[1])
+        out = self.forward_packed(tokens, c)
+        return TargetForward(self._scatter(out.logits, c, tokens.shape[1]), out.features)
 
     @torch.no_grad()
     def forward_tree(
@@ -137,12 +160,19 @@ class PagedTargetRunner:
             StepRequest(r, tokens[i], parents=parents, logits="all")
             for i, r in enumerate(self.rows)
         ]
-        return self._run(step, tokens.shape[1])
+        out = self._run(step)
+        counts = [tokens.shape[1]] * len(step)
+        width = tokens.shape[1]
+        return TargetForward(
+            self._scatter(out.logits, counts, width),
+            self._scatter(self._features(out), counts, width),
+        )
 
-    def accept(self, keep: torch.Tensor) -> None:
+    def accept(self, keep: torch.Tensor | Sequence[int]) -> None:
         """Keep the first ``keep[b]`` slots of the last forward per request; drop the rest."""
         cache = self.runner.cache  # type: ignore[union-attr]
-        for r, (start, _n), k in zip(self.rows, self._pending, keep.tolist(), strict=True):
+        ks = keep.tolist() if isinstance(keep, torch.Tensor) else keep
+        for r, (start, _n), k in zip(self.rows, self._pending, ks, strict=True):
             cache.truncate(r, start + int(k))
         self._pending = []
 

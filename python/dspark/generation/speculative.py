@@ -10,6 +10,7 @@ sampling from the target (greedy: identical to the target's greedy decoding).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 
 from dspark.generation.inputs import RequestParams, check_generate_inputs
 from dspark.generation.paged_target import PagedTargetRunner
+from dspark.generation.rounds import Emitter, read_round
 from dspark.generation.stats import GenerationOutput, RoundStats, StreamEvent, assemble_output
 from dspark.generation.target_runner import TargetRunner
 from dspark.models.base import Drafter
@@ -189,16 +191,13 @@ class SpeculativeGenerator:
         vseed = torch.randint(0, 2**62, (prm.batch,), generator=gen, device=dev)
         voffset = torch.zeros(prm.batch, dtype=torch.int64, device=dev)
         state = drafter.new_state(prm.batch)
-        active = torch.arange(prm.batch, device=dev)
-        done = torch.zeros(prm.batch, dtype=torch.int64, device=dev)  # tokens generated so far
+        emitter = Emitter(prm)  # host bookkeeping: nothing below reads the device to schedule
 
         # Prefill, then the first token straight from the target (a verification with 0 drafts).
         with torch.no_grad():
-            pre = runner.prefill(prm.input_ids, prm.attention_mask)
-        last = prm.attention_mask.long().cumsum(1).argmax(1)  # last real slot of each prompt
-        rows = pre.logits[torch.arange(prm.batch, device=dev), last].float()
+            pre = runner.prefill_packed(prm.input_ids, prm.attention_mask)
         res = verify_batch(
-            rows,
+            pre.logits.float(),
             torch.zeros(0, dtype=torch.int64, device=dev),
             torch.zeros(prm.batch + 1, dtype=torch.int32, device=dev),
             temperature=prm.temperature,
@@ -220,56 +219,61 @@ class SpeculativeGenerator:
         nxt = torch.cat([toks, torch.zeros_like(toks[:, :1])], dim=1)
         nxt.scatter_(1, plen[:, None], anchor[:, None])
         drafter.commit(state, feats, nxt[:, 1:], plen)
-        finished = self._emit_step(prm, active, anchor[:, None], torch.ones_like(plen), done)
-        yield from finished[1]
+        active_h = list(range(prm.batch))
+        events = emitter.emit(active_h, [[t] for t in anchor.tolist()])
+        yield from events
 
-        keep_rows = ~finished[0]
-        while bool(keep_rows.any()):
-            if not bool(keep_rows.all()):
-                idx = torch.nonzero(keep_rows)[:, 0]
+        active = torch.arange(prm.batch, device=dev)
+        sampling = {"temperature": prm.temperature, "top_k": prm.top_k, "top_p": prm.top_p}
+        keep = [not e.finished for e in events]
+        while any(keep):
+            if not all(keep):
+                sel = [i for i, k in enumerate(keep) if k]
+                idx = torch.tensor(sel, device=dev)
+                active_h = [active_h[i] for i in sel]
                 active, anchor, vseed, voffset = active[idx], anchor[idx], vseed[idx], voffset[idx]
+                sampling = {k: getattr(prm, k)[active] for k in sampling}
                 runner.select(idx)
                 drafter.select(state, idx)
             t0 = time.perf_counter()
-            r_temp, r_k, r_p = prm.temperature[active], prm.top_k[active], prm.top_p[active]
-            remaining = prm.max_new_tokens[active] - done[active]
-            caps = (remaining - 1).clamp(0, self.num_draft_tokens)
-            sampling = {"temperature": r_temp, "top_k": r_k, "top_p": r_p}
-            verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": remaining}
-            conf = None
-            if self.tree is not None and int(caps.min()) >= self.tree.max_depth:
-                res, lens, depth_cap, t1 = self._tree_round(runner, state, anchor, verify_args)
+            remaining = emitter.remaining(active_h)
+            caps = [min(max(x - 1, 0), self.num_draft_tokens) for x in remaining]
+            max_emit = torch.tensor(remaining, dtype=torch.int32, device=dev)
+            verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": max_emit}
+            if self.tree is not None and min(caps) >= self.tree.max_depth:
+                res, read, lens, depth_cap, t1 = self._tree_round(
+                    runner, state, anchor, verify_args
+                )
             else:
-                res, lens, t1, conf = self._chain_round(
+                res, read, lens, t1 = self._chain_round(
                     runner, state, anchor, gen, caps, sampling, verify_args
                 )
                 depth_cap = lens
             voffset = res.next_offset
             anchor = res.final_token.long()
-            acc = res.accept_len.long()
             t2 = time.perf_counter()
-            fin, events = self._emit_step(prm, active, res.tokens.long(), acc + 1, done)
+            events = emitter.emit(active_h, read.tokens)
             yield from events
-            acc_l, cap_l = acc.tolist(), depth_cap.tolist()
+            acc = read.accepted
             rounds.append(
                 RoundStats(
-                    requests=active.tolist(),
-                    proposed=lens.tolist(),
-                    accepted=acc_l,
+                    requests=list(active_h),
+                    proposed=lens,
+                    accepted=acc,
                     first_rejection=[
-                        a + 1 if a < n else -1 for a, n in zip(acc_l, cap_l, strict=True)
+                        a + 1 if a < n else -1 for a, n in zip(acc, depth_cap, strict=True)
                     ],
                     emitted=[len(e.tokens) for e in events],
-                    depth=cap_l,
+                    depth=depth_cap,
                     draft_time=t1 - t0,
                     verify_time=t2 - t1,
                     wall_time=time.perf_counter() - t0,
                     confidence=None
-                    if conf is None
-                    else [c[:n] for c, n in zip(conf.tolist(), lens.tolist(), strict=True)],
+                    if read.confidence is None
+                    else [c[:n] for c, n in zip(read.confidence, lens, strict=True)],
                 )
             )
-            keep_rows = ~fin
+            keep = [not e.finished for e in events]
 
     def _target_runner(self, prm: RequestParams, layers: Sequence[int]) -> Any:
         if self.engine == "hf" or not PagedTargetRunner.supports(self.target):
@@ -279,37 +283,49 @@ class SpeculativeGenerator:
         return PagedTargetRunner(self.target, layers, max_len=longest)
 
     def _chain_round(self, runner, state, anchor, gen, caps, sampling, verify_args):
-        """Draft a chain, verify the chosen prefix of it, roll back, feed the drafter."""
-        n_max = int(caps.max())
-        prop, lens = None, caps
+        """Draft a chain, verify the chosen prefix of it, roll back, feed the drafter; the
+        round's results reach the host in one read."""
+        n_max = max(caps)
+        prop, lens, conf, conf_h = None, caps, None, None
         if n_max > 0:
             prop = self.drafter.propose(state, anchor, generator=gen, num_tokens=n_max, **sampling)
-            lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
-        n_max = int(lens.max())
+            conf = None if prop.confidence is None else prop.confidence.float()
+            lens, conf_h = self._verify_lengths(conf, n_max, caps)
+        n_max = max(lens)
         t1 = time.perf_counter()
         # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
-        width = n_max + 1
+        dev, width = anchor.device, n_max + 1
         tokens = anchor[:, None]
         if n_max > 0:
             tokens = torch.cat([tokens, prop.tokens[:, :n_max]], dim=1)
-        fwd = runner.forward(tokens, lens + 1)
-        row_mask = torch.arange(width, device=anchor.device)[None, :] < (lens + 1)[:, None]
-        indptr = torch.zeros(anchor.shape[0] + 1, dtype=torch.int32, device=anchor.device)
-        indptr[1:] = torch.cumsum(lens, 0)
-        d_mask = row_mask[:, 1:]
+        fwd = runner.forward_packed(tokens, [n + 1 for n in lens])
+        indptr = torch.tensor(list(itertools.accumulate(lens, initial=0)), dtype=torch.int32)
+        drafts, q = tokens[:, 1:], None
+        if n_max == 0:  # nothing to verify: the anchor rows alone give one token each
+            drafts = drafts.reshape(-1)
+        elif any(n != n_max for n in lens):  # ragged: keep each request's first lens[b] drafts
+            lens_t = torch.tensor(lens, device=dev)
+            d_mask = torch.arange(n_max, device=dev)[None, :] < lens_t[:, None]
+            drafts, q = drafts[d_mask], prop.draft_logits[:, :n_max][d_mask]
+        else:
+            q = prop.draft_logits[:, :n_max]
+            drafts, q = drafts.reshape(-1), q.reshape(-1, q.shape[-1])
         res = verify_batch(
-            fwd.logits[row_mask].float(),
-            tokens[:, 1:][d_mask],
-            indptr,
-            draft_logits=None if prop is None else prop.draft_logits[:, :n_max][d_mask],
+            fwd.logits.float(),
+            drafts,
+            indptr.to(dev),
+            draft_logits=q,
             max_depth=n_max,
             **verify_args,
         )
-        keep = res.accept_len.long() + 1
+        read = read_round(res.tokens, conf if conf_h is None else None)
+        keep = [a + 1 for a in read.accepted]
         runner.accept(keep)
-        self.drafter.commit(state, fwd.features, res.tokens[:, :width].long().clamp_min(0), keep)
-        conf = None if prop is None or prop.confidence is None else prop.confidence.float()
-        return res, lens, t1, conf
+        emitted = res.tokens[:, :width].long().clamp_min(0)
+        self.drafter.commit(state, fwd.features, emitted, res.accept_len.long() + 1)
+        if conf_h is not None:
+            read = read._replace(confidence=conf_h)
+        return res, read, lens, t1
 
     def _tree_round(self, runner, state, anchor, verify_args):
         """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""
@@ -328,6 +344,7 @@ class SpeculativeGenerator:
             max_depth=depth,
             **verify_args,
         )
+        read = read_round(res.tokens, None)
         acc = res.accept_len.long()
         on_path = torch.arange(depth, device=dev)[None, :] < acc[:, None]
         rows = torch.cat([torch.zeros_like(acc)[:, None], 1 + res.path.long().clamp_min(0)], 1)
@@ -338,46 +355,32 @@ class SpeculativeGenerator:
         runner.accept_mask(keep)
         feats = fwd.features.gather(1, rows[:, :, None].expand(-1, -1, fwd.features.shape[-1]))
         self.drafter.commit(state, feats, res.tokens[:, : depth + 1].long().clamp_min(0), acc + 1)
-        full = torch.full_like(acc, n)
-        return res, full, torch.full_like(acc, depth), t1
+        return res, read, [n] * bsz, [depth] * bsz, t1
 
     def _verify_lengths(
-        self, confidence: torch.Tensor | None, n_max: int, caps: torch.Tensor
-    ) -> torch.Tensor:
-        """Per-request verify lengths from the scheduler/threshold (default: every draft)."""
-        if confidence is None or (self.scheduler is None and self.confidence_threshold is None):
-            return torch.full_like(caps, n_max)
-        conf = confidence[:, :n_max].float()
+        self, conf: torch.Tensor | None, n_max: int, caps: list[int]
+    ) -> tuple[list[int], list[list[float]] | None]:
+        """Per-request verify lengths from the scheduler/threshold (default: every draft, up to
+        ``caps``), and the confidences on the host when choosing them needed them there."""
+        if conf is None or (self.scheduler is None and self.confidence_threshold is None):
+            return list(caps), None
+        conf = conf[:, :n_max]
         if self.confidence_threshold is not None:
             surv = torch.cumprod(conf, dim=1)
-            return (surv >= self.confidence_threshold).long().cumprod(1).sum(1)
-        sched = getattr(self.scheduler, "schedule", self.scheduler)
-        lengths = torch.as_tensor(sched(conf.cpu())).to(device=caps.device, dtype=torch.int64)
-        if lengths.shape != (conf.shape[0],):
-            raise ValueError(
-                f"scheduler: expected lengths of shape ({conf.shape[0]},), got "
-                f"{tuple(lengths.shape)}"
-            )
-        return lengths.clamp(0, n_max)
-
-    def _emit_step(
-        self,
-        prm: RequestParams,
-        active: torch.Tensor,
-        tokens: torch.Tensor,
-        counts: torch.Tensor,
-        done: torch.Tensor,
-    ) -> tuple[torch.Tensor, list[StreamEvent]]:
-        """Append each request's new tokens (cut at a stop token); report who finished."""
-        events, fin = [], []
-        for row, (req, n) in enumerate(zip(active.tolist(), counts.tolist(), strict=False)):
-            new = tokens[row, :n].tolist()
-            stops = prm.stop_sets[req]
-            stop_at = next((i for i, t in enumerate(new) if t in stops), None)
-            if stop_at is not None:
-                new = new[: stop_at + 1]
-            done[req] += len(new)
-            end = stop_at is not None or int(done[req]) >= int(prm.max_new_tokens[req])
-            events.append(StreamEvent(req, new, end))
-            fin.append(end)
-        return torch.tensor(fin, dtype=torch.bool, device=active.device), events
+            lengths = (surv >= self.confidence_threshold).long().cumprod(1).sum(1)
+            # One read: the lengths (exact in float32) ride along with the confidences.
+            host = torch.cat([lengths.to(conf.dtype)[:, None], conf], dim=1).tolist()
+            lens = [int(h[0]) for h in host]
+            conf_h = [h[1:] for h in host]
+        else:
+            host_conf = conf.cpu()
+            sched = getattr(self.scheduler, "schedule", self.scheduler)
+            out = torch.as_tensor(sched(host_conf))
+            if out.shape != (conf.shape[0],):
+                raise ValueError(
+                    f"scheduler: expected lengths of shape ({conf.shape[0]},), got "
+                    f"{tuple(out.shape)}"
+                )
+            lens = [min(max(int(x), 0), n_max) for x in out.tolist()]
+            conf_h = host_conf.tolist()
+        return [min(n, c) for n, c in zip(lens, caps, strict=True)], conf_h

@@ -18,11 +18,20 @@ import torch
 from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models.features import FeatureCapture
 
-__all__ = ["TargetForward", "TargetRunner"]
+__all__ = ["PackedForward", "TargetForward", "TargetRunner"]
 
 
 class TargetForward(NamedTuple):
     """Logits ``[B, n, V]`` and drafter features ``[B, n, F]`` (feature layers) of new rows."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+class PackedForward(NamedTuple):
+    """Logits ``[N, V]`` of only the rows verification reads, packed request by request (the
+    real rows of a forward, or each prompt's last real row after a prefill), and drafter
+    features ``[B, n, F]`` of every new row (zero rows where a request had fewer)."""
 
     logits: torch.Tensor
     features: torch.Tensor
@@ -106,6 +115,24 @@ class TargetRunner:
         return TargetForward(out.logits, self.capture.features())
 
     @torch.no_grad()
+    def forward_packed(self, tokens: torch.Tensor, counts: Sequence[int]) -> PackedForward:
+        """:meth:`forward` with ``counts`` on the host; logits of the real rows only, packed."""
+        c = torch.tensor(list(counts), device=self.device)
+        out = self.forward(tokens, c)
+        real = torch.arange(tokens.shape[1], device=self.device)[None, :] < c[:, None]
+        return PackedForward(out.logits[real], out.features)
+
+    @torch.no_grad()
+    def prefill_packed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> PackedForward:
+        """:meth:`prefill`; logits only at each prompt's last real row (``[B, V]``)."""
+        out = self.prefill(input_ids, attention_mask)
+        last = attention_mask.long().cumsum(1).argmax(1)
+        rows = out.logits[torch.arange(input_ids.shape[0], device=self.device), last]
+        return PackedForward(rows, out.features)
+
+    @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TargetForward:
         """Run the prompts; ``attention_mask`` marks real tokens (left padding or any holes)."""
         self.lengths = torch.zeros(input_ids.shape[0], dtype=torch.int64, device=self.device)
@@ -157,8 +184,9 @@ class TargetRunner:
         self._pending = n
         return TargetForward(out.logits, self.capture.features())
 
-    def accept(self, keep: torch.Tensor) -> None:
+    def accept(self, keep: torch.Tensor | Sequence[int]) -> None:
         """Keep the first ``keep[b]`` slots of the last forward per request; drop the rest."""
+        keep = torch.as_tensor(keep, device=self.device)
         ar = torch.arange(self._pending, device=self.device)
         self.accept_mask(ar[None, :] < keep[:, None])
 
