@@ -341,7 +341,7 @@ class Engine:
                 StepRequest(r.request_id, torch.tensor(ctx), logits="last" if is_fresh else "none")
             )
         out = self.runner.run(step)
-        starts = out.layout.qo_indptr.tolist()
+        starts = list(out.layout.qo_indptr_host)
         joined = []
         for j, (r, n) in enumerate(chunks):
             if self._rows is not None:
