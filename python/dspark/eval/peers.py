@@ -44,14 +44,17 @@ def hf_generate(
     seed: int,
     stop_ids: Sequence[int],
     pad_token_id: int,
+    return_tokens: bool = False,
     **extra: Any,
-) -> list[int]:
+) -> list[int] | list[list[int]]:
     """``target.generate`` (target-only, or a peer through ``extra``); new tokens per request.
 
     Parameters
     ----------
     input_ids, attention_mask : Tensor (B, L)
         Left-padded prompts.
+    return_tokens : bool
+        Return each request's new token ids (cut like the counts) instead of their number.
     extra
         ``assistant_model=`` (assisted generation) or ``prompt_lookup_num_tokens=``.
     """
@@ -80,7 +83,11 @@ def hf_generate(
             generation_config=config,
             **models,
         )
-    return count_new_tokens(out[:, input_ids.shape[1] :].cpu(), stop_ids, max_new_tokens)
+    new = out[:, input_ids.shape[1] :].cpu()
+    counts = count_new_tokens(new, stop_ids, max_new_tokens)
+    if not return_tokens:
+        return counts
+    return [row[:n] for row, n in zip(new.tolist(), counts, strict=True)]
 
 
 class _DropAssistantNotice(logging.Filter):

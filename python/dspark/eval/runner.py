@@ -26,12 +26,14 @@ from dspark.eval.report import EvalReport, MethodResult, summarise_method
 from dspark.eval.result_cache import ResultCache, fingerprint
 from dspark.generation import SpeculativeGenerator
 from dspark.generation.inputs import default_token_ids
+from dspark.generation.plain import plain_generate, resolve_engine
 from dspark.models.base import Drafter
 from dspark.models.config import target_fingerprint
 
-__all__ = ["BASELINE", "EvalConfig", "evaluate"]
+__all__ = ["BASELINE", "PLAIN", "EvalConfig", "evaluate"]
 
-BASELINE = "target"  # method name of target-only decoding
+BASELINE = "target"  # method name of target-only decoding with transformers' generate
+PLAIN = "plain"  # method name of target-only decoding on the drafters' engine (EvalConfig.plain)
 
 
 @dataclass
@@ -45,7 +47,7 @@ class _Bench:
 @dataclass
 class _Method:
     name: str
-    kind: str  # "baseline", "drafter" or a peer name
+    kind: str  # "baseline", "plain", "drafter" or a peer name
     drafter: Drafter | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -104,6 +106,7 @@ class _Runner:
         pads = default_token_ids(target, "pad_token_id") or self.stop_ids or [0]
         self.pad = pads[0]
         self.vocab = int(target.get_output_embeddings().weight.shape[0])
+        self.engine = resolve_engine(target, cfg.engine)
         self._gens: dict[str, SpeculativeGenerator] = {}
         # Cached results belong to this target: its shape and a checksum of its LM head.
         self.identity = {
@@ -130,6 +133,9 @@ class _Runner:
                     m.drafter,
                     num_draft_tokens=self.cfg.num_draft_tokens,
                     confidence_threshold=m.extra.get("confidence_threshold"),
+                    # Without a confidence head, q(d_k) is the confidence score of the AUC.
+                    record_draft_probs=not m.drafter.has_confidence,
+                    engine=self.engine,
                 )
                 self._gens[m.name] = gen
             with torch.no_grad():
@@ -143,14 +149,29 @@ class _Runner:
                     seed=seed,
                 )
             counts = out.num_generated.tolist()
+            outputs = _outputs(out, ids.shape[1])
             records = records_from_rounds(out.rounds, len(rows))
             # Drafting vs target-forward + verification time (the rest: prefill, bookkeeping).
             phases = (
                 sum(r.draft_time for r in out.rounds),
                 sum(r.verify_time for r in out.rounds),
             )
+        elif m.kind == "plain":
+            out = plain_generate(
+                self.target,
+                ids,
+                mask,
+                engine=self.engine,
+                seed=seed,
+                max_new_tokens=max_new,
+                temperature=self.cfg.temperature,
+                stop_token_ids=self.stop_ids,
+                pad_token_id=self.pad,
+            )
+            counts = out.num_generated.tolist()
+            outputs = _outputs(out, ids.shape[1])
         else:
-            counts = hf_generate(
+            outputs = hf_generate(
                 self.target,
                 ids,
                 mask,
@@ -159,8 +180,10 @@ class _Runner:
                 seed=seed,
                 stop_ids=self.stop_ids,
                 pad_token_id=self.pad,
+                return_tokens=True,
                 **m.extra,
             )
+            counts = [len(o) for o in outputs]
         _sync(self.target)
         elapsed = time.perf_counter() - t0
         total = max(sum(counts), 1)
@@ -172,6 +195,7 @@ class _Runner:
                 "time": elapsed * n / total,
                 "batch_time": elapsed,
                 "batch_size": len(rows),
+                "tokens": outputs[i],
             }
             if records is not None:
                 p["rounds"] = [r.to_json() for r in records[i]]
@@ -182,16 +206,24 @@ class _Runner:
         return payloads
 
 
+def _outputs(out: Any, prompt_width: int) -> list[list[int]]:
+    """Each request's generated ids from a :class:`dspark.generation.GenerationOutput`."""
+    seqs = out.sequences[:, prompt_width:].tolist()
+    return [s[: int(n)] for s, n in zip(seqs, out.num_generated.tolist(), strict=True)]
+
+
 def _methods(
     drafters: Mapping[str, Drafter], assistant_model: Any, cfg: EvalConfig, notes: list[str]
 ) -> list[_Method]:
-    methods = [_Method(BASELINE, "baseline")] if cfg.baseline else []
+    methods = [_Method(PLAIN, "plain")] if cfg.plain else []
+    if cfg.baseline:
+        methods.append(_Method(BASELINE, "baseline"))
     for name, d in drafters.items():
         if not isinstance(d, Drafter):
             raise TypeError(
                 f"drafters[{name!r}]: expected a dspark Drafter, got {type(d).__name__}"
             )
-        if name == BASELINE or name in PEERS:
+        if name in (BASELINE, PLAIN) or name in PEERS:
             raise ValueError(f"drafters: the name {name!r} is reserved")
         methods.append(_Method(name, "drafter", d))
         if cfg.online_thresholds and not d.has_confidence:
@@ -287,9 +319,12 @@ def evaluate(
                 res.sweep = None  # a replay sweep on already-cut proposals would mislead
             results[b.name][m.name] = res
         base = results[b.name].get(BASELINE)
+        plain = results[b.name].get(PLAIN)
         for r in results[b.name].values():
             if base is not None and base.tokens_per_s > 0:
                 r.speedup = r.tokens_per_s / base.tokens_per_s
+            if plain is not None and plain.tokens_per_s > 0:
+                r.speedup_vs_plain = r.tokens_per_s / plain.tokens_per_s
     if cache.invalid:
         notes.append(f"{len(cache.invalid)} invalid cache entries were recomputed")
     report = EvalReport(results, notes, asdict(cfg) | {"thresholds": list(cfg.thresholds)})
@@ -324,8 +359,9 @@ def _run_method(
 ) -> list[dict[str, Any]] | None:
     """Every prompt's payload for one method (cached batches reused), or None when skipped."""
     # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
-    bs = cfg.batch_size if m.kind in ("baseline", "drafter") else 1
+    bs = cfg.batch_size if m.kind in ("baseline", "plain", "drafter") else 1
     settings = {
+        "payload": 2,  # 2: generated tokens and draft probabilities recorded
         "method": m.name,
         "kind": m.kind,
         "target": runner.identity,
@@ -338,6 +374,7 @@ def _run_method(
         "seed": cfg.seed,
         "num_draft_tokens": cfg.num_draft_tokens,
         "chat_template": cfg.chat_template,
+        "engine": runner.engine if m.kind in ("plain", "drafter") else "hf",
         "extra": {k: v for k, v in m.extra.items() if k != "assistant_model"},
         "assistant": None
         if "assistant_model" not in m.extra
@@ -374,7 +411,7 @@ def _run_method(
                         warmed = True
                     got = runner.run(m, rows, seed)
                 except Exception as e:  # peers: any failure skips the method, with a note
-                    if m.kind in ("baseline", "drafter"):
+                    if m.kind in ("baseline", "plain", "drafter"):
                         raise
                     notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
                     return None

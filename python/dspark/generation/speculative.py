@@ -55,6 +55,11 @@ class SpeculativeGenerator:
     compact_ratio, compact_slack : float, int
         ``engine="hf"`` only: compact the target cache (drop the holes left by ragged rollbacks)
         when its length exceeds ``compact_ratio * longest_request + compact_slack``.
+    record_draft_probs : bool
+        Also record, per round, the drafter's probability ``q(d_k)`` of each verified draft
+        token (:attr:`RoundStats.draft_prob`; chains only; greedy drafting: under the unscaled
+        logits): a confidence score for drafters without a confidence head, used by the
+        evaluation's confidence AUC.
     engine : {"auto", "paged", "hf"}
         Where the target runs: ``"paged"`` on dspark's engine core (a paged KV cache with O(1)
         rollback and packed steps through ``verify_attention``), ``"hf"`` with transformers'
@@ -73,6 +78,7 @@ class SpeculativeGenerator:
         tree_choices: Sequence[Sequence[int]] | None = None,
         compact_ratio: float = 2.0,
         compact_slack: int = 64,
+        record_draft_probs: bool = False,
         engine: str = "auto",
     ) -> None:
         if not isinstance(drafter, Drafter):
@@ -111,6 +117,7 @@ class SpeculativeGenerator:
         self.confidence_threshold = confidence_threshold
         self.num_draft_tokens = num_draft_tokens or drafter.config.block_size
         self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
+        self.record_draft_probs = bool(record_draft_probs)
         if engine not in ("auto", "paged", "hf"):
             raise ValueError(f"engine: expected 'auto', 'paged' or 'hf', got {engine!r}")
         if engine == "paged" and not PagedTargetRunner.supports(target):
@@ -236,11 +243,11 @@ class SpeculativeGenerator:
             caps = (remaining - 1).clamp(0, self.num_draft_tokens)
             sampling = {"temperature": r_temp, "top_k": r_k, "top_p": r_p}
             verify_args = {**sampling, "seed": vseed, "offset": voffset, "max_emit": remaining}
-            conf = None
+            conf = qprob = None
             if self.tree is not None and int(caps.min()) >= self.tree.max_depth:
                 res, lens, depth_cap, t1 = self._tree_round(runner, state, anchor, verify_args)
             else:
-                res, lens, t1, conf = self._chain_round(
+                res, lens, t1, conf, qprob = self._chain_round(
                     runner, state, anchor, gen, caps, sampling, verify_args
                 )
                 depth_cap = lens
@@ -267,6 +274,9 @@ class SpeculativeGenerator:
                     confidence=None
                     if conf is None
                     else [c[:n] for c, n in zip(conf.tolist(), lens.tolist(), strict=True)],
+                    draft_prob=None
+                    if qprob is None
+                    else [q[:n] for q, n in zip(qprob.tolist(), lens.tolist(), strict=True)],
                 )
             )
             keep_rows = ~fin
@@ -286,6 +296,11 @@ class SpeculativeGenerator:
             prop = self.drafter.propose(state, anchor, generator=gen, num_tokens=n_max, **sampling)
             lens = torch.minimum(self._verify_lengths(prop.confidence, n_max, caps), caps)
         n_max = int(lens.max())
+        qprob = None
+        if self.record_draft_probs and prop is not None and n_max > 0:
+            # q(d_k): each draft's probability under the distribution it was drawn from.
+            logq = prop.draft_logits[:, :n_max].float().log_softmax(-1)
+            qprob = logq.gather(-1, prop.tokens[:, :n_max, None].long())[..., 0].exp()
         t1 = time.perf_counter()
         # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
         width = n_max + 1
@@ -309,7 +324,7 @@ class SpeculativeGenerator:
         runner.accept(keep)
         self.drafter.commit(state, fwd.features, res.tokens[:, :width].long().clamp_min(0), keep)
         conf = None if prop is None or prop.confidence is None else prop.confidence.float()
-        return res, lens, t1, conf
+        return res, lens, t1, conf, qprob
 
     def _tree_round(self, runner, state, anchor, verify_args):
         """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""
