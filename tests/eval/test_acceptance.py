@@ -189,9 +189,9 @@ def test_conditional_auc_hand_computed():
 
 def test_conditional_auc_matches_the_pairwise_reference():
     import numpy as np
-    from tests.reference.auc import conditional_auc_ref
 
     from dspark.eval import conditional_auc
+    from tests.reference.auc import conditional_auc_ref
 
     rng = np.random.default_rng(3)
     rounds = []
@@ -230,7 +230,7 @@ def test_round_record_json_round_trip_with_and_without_draft_probs():
     assert RoundRecord.from_json(old) == RoundRecord(3, 1, 2, [0.9, 0.8, 0.7])
     with pytest.raises(ValueError, match="draft_prob: expected 2 values"):
         RoundRecord(2, 1, 2, None, [0.5])
-    with pytest.raises(ValueError, match="score"):
-        from dspark.eval import conditional_auc
+    from dspark.eval import conditional_auc
 
+    with pytest.raises(ValueError, match="score"):
         conditional_auc(ROUNDS, 2, score="entropy")

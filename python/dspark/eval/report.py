@@ -209,11 +209,7 @@ class EvalReport:
                 "table": self.table(),
                 "results": {
                     b: {
-                        m: {
-                            k: v
-                            for k, v in r.__dict__.items()
-                            if k not in ("records", "outputs")
-                        }
+                        m: {k: v for k, v in r.__dict__.items() if k not in ("records", "outputs")}
                         for m, r in ms.items()
                     }
                     for b, ms in self.results.items()
