@@ -283,3 +283,26 @@ def test_evaluate_confidence_auc_matches_the_reference(target, oracle, dspark_dr
         assert r.acceptance["auc"] == pytest.approx(want, abs=1e-12, nan_ok=True)
         finite += sum(a == a for a in want)
     assert finite >= 4  # the comparison is not NaN against NaN
+
+
+def test_evaluate_methods_take_turns_batch_by_batch(target, oracle, prompt_file, monkeypatch):
+    """Every method runs its batch k before any method runs its batch k + 1 (4 prompts in
+    batches of 2), and the results do not depend on the order."""
+    calls = []
+    orig = methods_mod._Runner.run
+
+    def run(self, m, rows, seed, max_new=None):
+        if max_new is None:  # not a warm-up
+            calls.append((m.name, seed))
+        return orig(self, m, rows, seed, max_new)
+
+    cfg = _cfg(temperature=1.0, plain=True)
+    ref = evaluate(target, {"oracle": oracle}, [prompt_file], config=cfg)
+    monkeypatch.setattr(methods_mod._Runner, "run", run)
+    got = evaluate(target, {"oracle": oracle}, [prompt_file], config=cfg)
+    names = ["plain", BASELINE, "oracle"]
+    seeds = sorted({s for _, s in calls})
+    assert calls == [(n, s) for s in seeds for n in names]
+    for n in names:
+        assert got.results["bench"][n].outputs == ref.results["bench"][n].outputs
+    assert got.results["bench"]["oracle"].acceptance == ref.results["bench"]["oracle"].acceptance

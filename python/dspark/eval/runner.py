@@ -1,16 +1,16 @@
 """``dspark.eval.evaluate``: acceptance and wall-clock evaluation of drafters on prompt files.
 
 For every benchmark file and every method (target-only decoding, each drafter, optional
-Hugging Face peers) prompts run in fixed batches; each prompt's result is cached on disk
-(atomically, validated on load) so an interrupted run resumes where it stopped. Acceptance
-statistics follow ``docs/algorithms.md`` section 5; wall-clock numbers compare methods on the same
-prompts in the same process.
+Hugging Face peers) prompts run in fixed batches, the methods taking turns batch by batch; each
+prompt's result is cached on disk (atomically, validated on load) so an interrupted run resumes
+where it stopped. Acceptance statistics follow ``docs/algorithms.md`` section 5; wall-clock
+numbers compare methods on the same prompts in the same process.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +162,15 @@ def evaluate(
     results: dict[str, dict[str, MethodResult]] = {}
     for b in benches:
         results[b.name] = {}
+        bar = _progress(cfg, b, methods)
+        try:
+            runs = {m.name: _run_method(runner, cache, b, m, cfg, notes, bar) for m in methods}
+            done = _round_robin(runs)
+        finally:
+            if bar is not None:
+                bar.close()
         for m in methods:
-            payloads = _run_method(runner, cache, b, m, cfg, notes)
+            payloads = done[m.name]
             if payloads is None:
                 continue
             block = cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
@@ -186,6 +193,43 @@ def evaluate(
     return report
 
 
+def _batch_size(m: _Method, cfg: EvalConfig) -> int:
+    # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
+    return cfg.batch_size if m.kind in ("baseline", "plain", "drafter") else 1
+
+
+def _progress(cfg: EvalConfig, b: _Bench, methods: list[_Method]) -> Any:
+    """One tqdm bar over every method's batches of a benchmark (None without progress)."""
+    if not cfg.progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    total = sum(-(-len(b.ids) // _batch_size(m, cfg)) for m in methods)
+    return tqdm(total=total, desc=b.name, unit="batch", leave=False)
+
+
+def _round_robin(
+    runs: dict[str, Generator[None, None, list[dict[str, Any]] | None]],
+) -> dict[str, list[dict[str, Any]] | None]:
+    """Advance every method one batch at a time, in turn, until each has returned.
+
+    Interleaving spreads slow phases of a shared machine over all methods alike, so their
+    tokens/s ratios are fairer than when each method runs all its batches in one stretch.
+    """
+    done: dict[str, list[dict[str, Any]] | None] = {}
+    while len(done) < len(runs):
+        for name, run in runs.items():
+            if name in done:
+                continue
+            try:
+                next(run)
+            except StopIteration as stop:
+                done[name] = stop.value
+    return done
+
+
 def _run_method(
     runner: _Runner,
     cache: ResultCache,
@@ -193,10 +237,11 @@ def _run_method(
     m: _Method,
     cfg: EvalConfig,
     notes: list[str],
-) -> list[dict[str, Any]] | None:
-    """Every prompt's payload for one method (cached batches reused), or None when skipped."""
-    # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
-    bs = cfg.batch_size if m.kind in ("baseline", "plain", "drafter") else 1
+    bar: Any = None,
+) -> Generator[None, None, list[dict[str, Any]] | None]:
+    """Run one method batch by batch, yielding after each batch; returns every prompt's payload
+    (cached batches reused), or None when the method was skipped."""
+    bs = _batch_size(m, cfg)
     settings = {
         "payload": 2,  # 2: generated tokens and draft probabilities recorded
         "method": m.name,
@@ -221,43 +266,31 @@ def _run_method(
     batches = [list(range(s, min(s + bs, len(b.ids)))) for s in range(0, len(b.ids), bs)]
     payloads: list[dict[str, Any] | None] = [None] * len(b.ids)
     warmed = False
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-    bar = None
-    if cfg.progress and tqdm is not None:
-        bar = tqdm(total=len(batches), desc=f"{b.name}/{m.name}", unit="batch", leave=False)
-    try:
-        for idx in batches:
-            hits = [
-                cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp)
-                if cfg.resume
-                else None
-                for i in idx
-            ]
-            if all(h is not None for h in hits):
-                for i, h in zip(idx, hits, strict=True):
-                    payloads[i] = h
-            else:
-                rows = [b.ids[i] for i in idx]
-                seed = cfg.seed + b.prompts[idx[0]].index
-                try:
-                    if cfg.warmup and not warmed:
-                        runner.run(m, rows[:1], seed, max_new=min(4, cfg.max_new_tokens))
-                        warmed = True
-                    got = runner.run(m, rows, seed)
-                except Exception as e:  # peers: any failure skips the method, with a note
-                    if m.kind in ("baseline", "plain", "drafter"):
-                        raise
-                    notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
-                    return None
-                for i, p in zip(idx, got, strict=True):
-                    payloads[i] = p
-                    cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
-            if bar is not None:
-                bar.update(1)
-    finally:
+    for idx in batches:
+        hits = [
+            cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp) if cfg.resume else None
+            for i in idx
+        ]
+        if all(h is not None for h in hits):
+            for i, h in zip(idx, hits, strict=True):
+                payloads[i] = h
+        else:
+            rows = [b.ids[i] for i in idx]
+            seed = cfg.seed + b.prompts[idx[0]].index
+            try:
+                if cfg.warmup and not warmed:
+                    runner.run(m, rows[:1], seed, max_new=min(4, cfg.max_new_tokens))
+                    warmed = True
+                got = runner.run(m, rows, seed)
+            except Exception as e:  # peers: any failure skips the method, with a note
+                if m.kind in ("baseline", "plain", "drafter"):
+                    raise
+                notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
+                return None
+            for i, p in zip(idx, got, strict=True):
+                payloads[i] = p
+                cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
         if bar is not None:
-            bar.close()
+            bar.update(1)
+        yield
     return [p for p in payloads if p is not None]
