@@ -2,11 +2,13 @@
 
 Loads the zoo shipped in the package (a small Qwen3 target trained on the Python standard
 library, DSpark, DFlash and Eagle3 drafters trained against it, and a small plain LM for Hugging
-Face assisted generation), decodes held-out code and prose prompts with each method at
-temperature 1, and prints one table: acceptance length tau per drafter and domain, conditional
-acceptance at draft positions 1 and G, tokens/s, and speedup over plain target decoding and over
-transformers' assisted generation. Plots and the full report (:func:`dspark.eval.evaluate`) are
-written to ``out_dir`` (``dspark demo --out``).
+Face assisted generation), decodes held-out code and prose prompts at temperatures 0 and 1 with
+each drafter and with four baselines timed in the same run (plain decoding on the engine the
+drafters use, ``transformers.generate``, HF assisted generation with the zoo's assistant LM, HF
+prompt-lookup decoding), and prints one table: acceptance length tau, conditional acceptance at
+draft position 1, the confidence AUC at position 1, tokens/s and the speedup over each baseline.
+Plots and the full reports (:func:`dspark.eval.evaluate`, one per temperature) are written to
+``out_dir`` (``dspark demo --out``).
 """
 
 from __future__ import annotations
@@ -14,103 +16,33 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["demo_rows", "format_demo_table", "run_demo"]
+from dspark.demo_table import (
+    BASELINES,
+    baseline_tokens_per_s,
+    demo_rows,
+    format_baselines,
+    format_demo_table,
+)
+
+__all__ = ["BASELINES", "demo_rows", "format_baselines", "format_demo_table", "run_demo"]
 
 DEFAULT_OUT = "dspark-demo"
-
-
-def demo_rows(report: Any, drafters: list[str]) -> list[dict[str, Any]]:
-    """One row per (drafter, domain) from an :class:`dspark.eval.EvalReport`.
-
-    Keys: drafter, domain, tau, accept_pos1, accept_posG (G = the drafter's proposal length),
-    G, tokens_per_s, speedup (over target-only decoding), speedup_vs_assisted (over Hugging Face
-    assisted generation with the zoo's assistant LM; NaN when it did not run).
-    """
-    rows = []
-    for domain, methods in report.results.items():
-        assisted = _by_kind(methods, "assisted")
-        for name in drafters:
-            r = methods.get(name)
-            if r is None:
-                continue
-            acc = r.acceptance or {}
-            cond = list(acc.get("conditional", []))
-            g = len(cond)
-            rows.append(
-                {
-                    "drafter": name,
-                    "domain": domain,
-                    "tau": acc.get("tau", math.nan),
-                    "accept_pos1": cond[0] if cond else math.nan,
-                    "accept_posG": cond[-1] if cond else math.nan,
-                    "G": g,
-                    "tokens_per_s": r.tokens_per_s,
-                    "speedup": r.speedup,
-                    "speedup_vs_assisted": (
-                        r.tokens_per_s / assisted.tokens_per_s
-                        if assisted is not None and assisted.tokens_per_s > 0
-                        else math.nan
-                    ),
-                }
-            )
-    return rows
-
-
-def _by_kind(methods: dict[str, Any], kind: str) -> Any:
-    """The method result of a kind ("baseline", "assisted", ...), or None."""
-    return next((r for r in methods.values() if r.kind == kind), None)
-
-
-def _fmt(v: Any, spec: str) -> str:
-    if isinstance(v, float) and math.isnan(v):
-        return "-"
-    return format(v, spec)
-
-
-def format_demo_table(rows: list[dict[str, Any]], peers: dict[str, dict[str, float]]) -> str:
-    """The demo's terminal table (drafter rows, then plain decoding and assisted generation)."""
-    head = ["drafter", "domain", "tau", "acc@1", "acc@G", "tok/s", "vs plain", "vs assisted"]
-    cells = [head]
-    for r in rows:
-        cells.append(
-            [
-                r["drafter"],
-                r["domain"],
-                _fmt(r["tau"], ".2f"),
-                _fmt(r["accept_pos1"], ".2f"),
-                _fmt(r["accept_posG"], ".2f") + f" (G={r['G']})",
-                _fmt(r["tokens_per_s"], ".1f"),
-                _fmt(r["speedup"], ".2f") + "x",
-                _fmt(r["speedup_vs_assisted"], ".2f") + "x",
-            ]
-        )
-    for name, per_domain in peers.items():
-        for domain, tps in per_domain.items():
-            cells.append([name, domain, "", "", "", _fmt(tps, ".1f"), "", ""])
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    lines = []
-    for k, row in enumerate(cells):
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def run_demo(
     zoo: Any = None,
     *,
     out_dir: str | os.PathLike[str] = DEFAULT_OUT,
-    prompts_per_domain: int = 8,
-    max_new_tokens: int = 96,
+    prompts_per_domain: int = 6,
+    max_new_tokens: int = 64,
+    temperatures: Any = (0.0, 1.0),
     assisted: bool = True,
+    prompt_lookup: bool = True,
+    engine: str = "auto",
     json_path: str | os.PathLike[str] | None = None,
     seed: int = 980406,
     progress: bool = True,
@@ -124,13 +56,23 @@ def run_demo(
     zoo : Zoo or path-like, optional
         A loaded :class:`dspark.zoo.Zoo` or a zoo directory (default: the package's zoo).
     out_dir : path-like
-        Report, plots and per-prompt cache.
+        ``report.md`` (the table), and per temperature ``T<t>/`` with the full report, plots
+        and per-prompt cache.
     prompts_per_domain, max_new_tokens : int
         Held-out prompts per domain and tokens generated per prompt.
-    assisted : bool
-        Also time Hugging Face assisted generation with the zoo's assistant LM.
+    temperatures : sequence of float
+        Each one is a full evaluation (drafters and baselines); 0 = greedy.
+    assisted, prompt_lookup : bool
+        Also time Hugging Face assisted generation with the zoo's assistant LM, and HF
+        prompt-lookup decoding.
+    engine : {"auto", "paged", "hf"}
+        Where the drafters and plain decoding run the target (``"auto"``: dspark's paged engine
+        core when the target supports it), see :class:`dspark.eval.EvalConfig`.
     json_path : path-like, optional
-        Also write ``{"results": [...], ...}`` there (atomically).
+        Also write the document there (atomically): ``results`` (the rows of
+        :func:`dspark.demo_table.demo_rows`, every temperature), ``baselines``
+        (``{label: {domain: {temperature: tokens/s}}}``), ``config``, ``report``, ``files``,
+        ``notes``, ``wall_seconds``.
     """
     from dspark.eval import EvalConfig, evaluate
     from dspark.zoo.package import Zoo, load_zoo
@@ -140,70 +82,101 @@ def run_demo(
             f"prompts_per_domain, max_new_tokens: expected >= 1, got {prompts_per_domain}, "
             f"{max_new_tokens}"
         )
+    temps = [float(t) for t in temperatures]
+    if not temps or any(not t >= 0 for t in temps) or len(set(temps)) != len(temps):
+        raise ValueError(f"temperatures: expected distinct values >= 0, got {temperatures!r}")
+    t_start = time.perf_counter()
     if not isinstance(zoo, Zoo):
         zoo = load_zoo(zoo, assistant=assisted)
     use_assisted = assisted and zoo.assistant is not None
+    peers = (("assisted",) if use_assisted else ()) + (("prompt_lookup",) if prompt_lookup else ())
     for line in _zoo_summary(zoo):
         print_fn(line)
-    config = EvalConfig(
-        max_new_tokens=max_new_tokens,
-        temperature=1.0,
-        seed=seed,
-        max_samples=prompts_per_domain,
-        peers=("assisted",) if use_assisted else (),
-        resume=False,  # wall-clock numbers are only meaningful when measured now
-        progress=progress,
-    )
     out = Path(out_dir)
-    report = evaluate(
-        zoo.target,
-        zoo.drafters,
-        {d: str(p) for d, p in zoo.prompts.items()},
-        tokenizer=zoo.tokenizer,
-        assistant_model=zoo.assistant if use_assisted else None,
-        output_dir=out,
-        config=config,
-        plots=plots,
-    )
     names = list(zoo.drafters)
-    rows = demo_rows(report, names)
-    peers: dict[str, dict[str, float]] = {"plain decoding": {}, "hf assisted": {}}
-    for domain, methods in report.results.items():
-        for kind, label in (("baseline", "plain decoding"), ("assisted", "hf assisted")):
-            r = _by_kind(methods, kind)
-            if r is not None:
-                peers[label][domain] = r.tokens_per_s
-    peers = {k: v for k, v in peers.items() if v}
-    saved = sorted(str(p) for p in out.glob("*") if p.suffix in (".png", ".md", ".json"))
+    reports: dict[float, Any] = {}
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for t in temps:
+        config = EvalConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=t,
+            seed=seed,
+            max_samples=prompts_per_domain,
+            plain=True,
+            engine=engine,
+            peers=peers,
+            resume=False,  # wall-clock numbers are only meaningful when measured now
+            progress=progress,
+        )
+        reports[t] = evaluate(
+            zoo.target,
+            zoo.drafters,
+            {d: str(p) for d, p in zoo.prompts.items()},
+            tokenizer=zoo.tokenizer,
+            assistant_model=zoo.assistant if use_assisted else None,
+            output_dir=out / f"T{t:g}",
+            config=config,
+            plots=plots,
+        )
+        rows += demo_rows(reports[t], names)
+        notes += [f"T={t:g}: {n}" for n in reports[t].notes]
+    baselines = baseline_tokens_per_s(reports)
+    table = format_demo_table(rows)
+    base_lines = format_baselines(baselines)
+    _write_summary(out / "report.md", table, base_lines, temps)
+    saved = sorted(
+        str(p)
+        for p in out.rglob("*")
+        if p.suffix in (".png", ".md", ".json") and "cache" not in p.parts
+    )
+    wall = time.perf_counter() - t_start
     doc = {
         "results": rows,
-        "baselines": peers,
+        "baselines": baselines,
         "config": {
             "prompts_per_domain": prompts_per_domain,
             "max_new_tokens": max_new_tokens,
-            "temperature": 1.0,
+            "temperatures": temps,
+            "engine": engine,
             "seed": seed,
             "zoo": str(zoo.path),
         },
         "report": str(out / "report.md"),
         "files": saved,
-        "notes": list(report.notes),
+        "notes": notes,
+        "wall_seconds": wall,
     }
     print_fn("")
-    print_fn(format_demo_table(rows, peers))
+    print_fn(table)
     print_fn("")
-    taus: dict[str, list[float]] = {}
-    for r in rows:
-        taus.setdefault(r["drafter"], []).append(r["tau"])
-    mean_tau = {k: sum(v) / len(v) for k, v in taus.items()}
-    order = sorted(mean_tau, key=lambda k: mean_tau[k], reverse=True)
-    print_fn("mean tau: " + ", ".join(f"{k} {mean_tau[k]:.2f}" for k in order))
+    for line in base_lines:
+        print_fn(line)
+    for t in temps:
+        taus: dict[str, list[float]] = {}
+        for r in rows:
+            if r["temperature"] == t:
+                taus.setdefault(r["drafter"], []).append(r["tau"])
+        mean_tau = {k: sum(v) / len(v) for k, v in taus.items()}
+        order = sorted(mean_tau, key=lambda k: mean_tau[k], reverse=True)
+        print_fn(f"mean tau T={t:g}: " + ", ".join(f"{k} {mean_tau[k]:.2f}" for k in order))
+    mismatched = [f"{r['drafter']}/{r['domain']}" for r in rows if r["matches_plain"] is False]
+    if 0.0 in temps:
+        print_fn(
+            "T=0 outputs equal plain greedy decoding: "
+            + (
+                "yes, every drafter and domain"
+                if not mismatched
+                else "NO: " + ", ".join(mismatched)
+            )
+        )
     print_fn(f"report: {out / 'report.md'}")
     plots_saved = [p for p in saved if p.endswith(".png")]
     if plots_saved:
         print_fn("plots:  " + "\n        ".join(plots_saved))
-    for note in report.notes:
+    for note in notes:
         print_fn(f"note: {note}")
+    print_fn(f"wall time: {wall:.0f} s")
     if json_path is not None:
         from dspark.utils.io import atomic_write
 
@@ -213,6 +186,34 @@ def run_demo(
         atomic_write(path, lambda p: Path(p).write_text(text))
         print_fn(f"json:   {path}")
     return doc
+
+
+def _write_summary(path: Path, table: str, base_lines: list[str], temps: list[float]) -> None:
+    """``report.md``: the demo table, the baselines and links to each temperature's report."""
+    from dspark.utils.io import atomic_write
+
+    links = [f"- T={t:g}: [T{t:g}/report.md](T{t:g}/report.md)" for t in temps]
+    text = "\n".join(
+        [
+            "# dspark demo",
+            "",
+            "tau = tokens per round (bonus included); acc@1 = conditional acceptance of draft 1;",
+            "AUC@1 = ROC AUC of the confidence for draft 1; vs X = tokens/s over baseline X.",
+            "",
+            "```",
+            table,
+            "",
+            *base_lines,
+            "```",
+            "",
+            "Full reports (acceptance per position, calibration, threshold sweeps):",
+            "",
+            *links,
+            "",
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def _zoo_summary(zoo: Any) -> list[str]:

@@ -170,3 +170,67 @@ def test_records_from_a_real_run_match_generation_statistics():
     assert all(
         r.confidence is not None and len(r.confidence) == r.proposed for r in flat if r.proposed > 0
     )
+
+
+# --- conditional confidence AUC ---------------------------------------------------------------
+
+
+def test_conditional_auc_hand_computed():
+    from dspark.eval import conditional_auc
+
+    # position 1: all 5 rounds; accepted (0.9, 0.9, 0.8, 0.95) vs rejected 0.3 -> 1.0.
+    # position 2: rounds with accepted >= 1 and proposed >= 2 (4 of them): accepted
+    # (0.8, 0.5, 0.95) vs rejected 0.4 -> 1.0. position 3: accepted (0.7, 0.95) vs 0.9 -> 0.5.
+    auc = conditional_auc(ROUNDS, 5)
+    assert auc[:3] == [1.0, 1.0, 0.5]
+    assert math.isnan(auc[3])  # one round reaches position 4 eligible, and it was accepted
+    assert math.isnan(auc[4])  # no round proposed 5 drafts
+
+
+def test_conditional_auc_matches_the_pairwise_reference():
+    import numpy as np
+
+    from dspark.eval import conditional_auc
+    from tests.reference.auc import conditional_auc_ref
+
+    rng = np.random.default_rng(3)
+    rounds = []
+    for _ in range(400):
+        n = int(rng.integers(0, 6))
+        c = np.round(rng.random(n), 1).tolist()  # rounded: ties
+        a = 0
+        while a < n and rng.random() < 0.3 + 0.6 * c[a]:  # acceptance tied to the score
+            a += 1
+        q = np.round(rng.random(n), 2).tolist()
+        rounds.append(RoundRecord(n, a, a + 1, c, q))
+    for score in ("confidence", "draft_prob"):
+        got = conditional_auc(rounds, 6, score=score)
+        rows = [(r.proposed, r.accepted, getattr(r, score)) for r in rounds]
+        want = [conditional_auc_ref(rows, k) for k in range(1, 7)]
+        assert got[:5] == pytest.approx(want[:5], abs=1e-12)
+        assert math.isnan(got[5]) and math.isnan(want[5])
+    assert conditional_auc(rounds, 1)[0] > 0.6  # the score is informative by construction
+
+
+def test_acceptance_summary_auc_uses_the_head_else_the_draft_probability():
+    head = acceptance_summary(ROUNDS, 3)
+    assert head["auc_score"] == "confidence" and head["auc"] == [1.0, 1.0, 0.5]
+    probs = [RoundRecord(r.proposed, r.accepted, r.emitted, None, r.confidence) for r in ROUNDS]
+    s = acceptance_summary(probs, 3)
+    assert s["auc_score"] == "draft_prob" and s["auc"] == [1.0, 1.0, 0.5]
+    bare = [RoundRecord(r.proposed, r.accepted, r.emitted) for r in ROUNDS]
+    s = acceptance_summary(bare, 3)
+    assert s["auc_score"] is None and all(math.isnan(x) for x in s["auc"])
+
+
+def test_round_record_json_round_trip_with_and_without_draft_probs():
+    r = RoundRecord(2, 1, 2, None, [0.25, 0.5])
+    assert RoundRecord.from_json(r.to_json()) == r
+    old = [3, 1, 2, [0.9, 0.8, 0.7]]  # the 4-field rows cached before draft_prob
+    assert RoundRecord.from_json(old) == RoundRecord(3, 1, 2, [0.9, 0.8, 0.7])
+    with pytest.raises(ValueError, match="draft_prob: expected 2 values"):
+        RoundRecord(2, 1, 2, None, [0.5])
+    from dspark.eval import conditional_auc
+
+    with pytest.raises(ValueError, match="score"):
+        conditional_auc(ROUNDS, 2, score="entropy")

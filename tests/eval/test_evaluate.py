@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import dspark.eval.runner as runner_mod
+import dspark.eval.methods as methods_mod
 from dspark.eval import BASELINE, ByteTokenizer, EvalConfig, evaluate
 from dspark.generation import SpeculativeGenerator
 from tests._tiny import tiny_qwen3
@@ -74,7 +74,8 @@ def test_evaluate_end_to_end_report_and_resume(
 
     with monkeypatch.context() as mp:
         mp.setattr(SpeculativeGenerator, "generate", boom)
-        mp.setattr(runner_mod, "hf_generate", boom)
+        mp.setattr(methods_mod, "hf_generate_tokens", boom)
+        mp.setattr(methods_mod, "plain_generate", boom)
         again = evaluate(target, drafters, [prompt_file], output_dir=out, config=_cfg())
     assert again.table() == rep.table()
 
@@ -231,3 +232,77 @@ def test_evaluate_cache_is_per_target(target, prompt_file, tmp_path):
     other = tiny_qwen3(vocab=256, layers=2, logit_scale=20.0, seed=5)
     rep = evaluate(other, {}, [prompt_file], output_dir=out, config=_cfg(), plots=False)
     assert any("invalid cache" in n for n in rep.notes)
+
+
+def test_evaluate_plain_decoding_on_the_drafters_engine(
+    target, oracle, dspark_drafter, prompt_file
+):
+    """``plain=True`` times target-only decoding on the drafters' runner (paged here: head dim
+    64); at T=0 every method's outputs are the target's greedy continuation."""
+    from dspark.eval import PLAIN
+    from tests._tiny import greedy_reference
+
+    drafters = {"oracle": oracle, "dspark": dspark_drafter}
+    rep = evaluate(target, drafters, [prompt_file], config=_cfg(temperature=0.0, plain=True))
+    res = rep.results["bench"]
+    assert list(res) == [PLAIN, BASELINE, "oracle", "dspark"]
+    assert res[PLAIN].kind == "plain" and res[PLAIN].speedup_vs_plain == pytest.approx(1.0)
+    prompts = [json.loads(line)["input_ids"] for line in prompt_file.read_text().splitlines()]
+    want = [greedy_reference(target, torch.tensor([p]), 8)[0, len(p) :].tolist() for p in prompts]
+    for name, r in res.items():
+        assert r.outputs == want, name
+    assert res["oracle"].speedup_vs_plain == pytest.approx(
+        res["oracle"].tokens_per_s / res[PLAIN].tokens_per_s
+    )
+    assert "speedup_vs_plain" in rep.to_json()["results"]["bench"]["oracle"]
+    with pytest.raises(ValueError, match="engine: expected 'auto', 'paged' or 'hf'"):
+        evaluate(target, {}, [prompt_file], config=_cfg(engine="cuda"))
+
+
+def test_evaluate_confidence_auc_matches_the_reference(target, oracle, dspark_drafter, tmp_path):
+    """The AUC in each drafter's summary against the pairwise reference on its own rounds:
+    DSpark scores with its confidence head, the head-less oracle with q(d_k)."""
+    from tests.eval.conftest import write_prompts
+    from tests.reference.auc import conditional_auc_ref
+
+    rows = [
+        [int(x) for x in torch.randint(2, 256, (5,), generator=torch.Generator().manual_seed(i))]
+        for i in range(6)
+    ]
+    bench = write_prompts(tmp_path / "bench.jsonl", rows)
+    drafters = {"oracle": oracle, "dspark": dspark_drafter}
+    rep = evaluate(
+        target, drafters, [bench], config=_cfg(max_new_tokens=24, baseline=False, seed=11)
+    )
+    finite = 0
+    for name, score in (("oracle", "draft_prob"), ("dspark", "confidence")):
+        r = rep.results["bench"][name]
+        assert r.acceptance["auc_score"] == score
+        rounds = [(x.proposed, x.accepted, getattr(x, score)) for x in r.records if x.proposed]
+        want = [conditional_auc_ref(rounds, k) for k in range(1, 5)]
+        assert r.acceptance["auc"] == pytest.approx(want, abs=1e-12, nan_ok=True)
+        finite += sum(a == a for a in want)
+    assert finite >= 4  # the comparison is not NaN against NaN
+
+
+def test_evaluate_methods_take_turns_batch_by_batch(target, oracle, prompt_file, monkeypatch):
+    """Every method runs its batch k before any method runs its batch k + 1 (4 prompts in
+    batches of 2), and the results do not depend on the order."""
+    calls = []
+    orig = methods_mod._Runner.run
+
+    def run(self, m, rows, seed, max_new=None):
+        if max_new is None:  # not a warm-up
+            calls.append((m.name, seed))
+        return orig(self, m, rows, seed, max_new)
+
+    cfg = _cfg(temperature=1.0, plain=True)
+    ref = evaluate(target, {"oracle": oracle}, [prompt_file], config=cfg)
+    monkeypatch.setattr(methods_mod._Runner, "run", run)
+    got = evaluate(target, {"oracle": oracle}, [prompt_file], config=cfg)
+    names = ["plain", BASELINE, "oracle"]
+    seeds = sorted({s for _, s in calls})
+    assert calls == [(n, s) for s in seeds for n in names]
+    for n in names:
+        assert got.results["bench"][n].outputs == ref.results["bench"][n].outputs
+    assert got.results["bench"]["oracle"].acceptance == ref.results["bench"]["oracle"].acceptance

@@ -110,19 +110,29 @@ def test_export_load_and_checksums(built, tmp_path):
         verify_zoo(tmp_path)
 
 
+def _cached_runs(root, domain, method):
+    """Per-prompt payloads the demo's evaluation cached (ordered by prompt index)."""
+    files = sorted((root / "cache" / domain / method).glob("*.json"))
+    assert files, (root, domain, method)
+    return [json.loads(f.read_text())["payload"] for f in files]
+
+
 def test_demo_code_path_on_a_tiny_zoo(built, tmp_path, capsys):
+    from tests.reference.auc import conditional_auc_ref
+
     from dspark.cli import main
 
     dest = tmp_path / "zoo"
     export_zoo(built, dest)
     out_json = tmp_path / "demo.json"
+    report = tmp_path / "report"
     rc = main(
         [
             "demo",
             "--zoo",
             str(dest),
             "--out",
-            str(tmp_path / "report"),
+            str(report),
             "--prompts",
             "2",
             "--max-new-tokens",
@@ -135,16 +145,55 @@ def test_demo_code_path_on_a_tiny_zoo(built, tmp_path, capsys):
     assert rc == 0
     doc = json.loads(out_json.read_text())
     rows = doc["results"]
-    assert {(r["drafter"], r["domain"]) for r in rows} == {
-        (k, d) for k in ("dspark", "dflash", "eagle3") for d in ("code", "prose")
-    }
+    kinds, domains = ("dspark", "dflash", "eagle3"), ("code", "prose")
+    assert sorted((r["drafter"], r["domain"], r["temperature"]) for r in rows) == sorted(
+        (k, d, t) for k in kinds for d in domains for t in (0.0, 1.0)
+    )
+    labels = {"plain decoding", "hf generate", "hf assisted", "hf prompt lookup"}
+    assert set(doc["baselines"]) == labels
+    for per_domain in doc["baselines"].values():
+        assert set(per_domain) == set(domains)
+        for per_t in per_domain.values():
+            assert set(per_t) == {"0", "1"} and all(v > 0 for v in per_t.values())
     for r in rows:
-        assert 1.0 <= r["tau"] <= 1 + r["G"]
-        assert r["speedup"] > 0 and r["speedup_vs_assisted"] > 0 and r["tokens_per_s"] > 0
-    assert set(doc["baselines"]) == {"plain decoding", "hf assisted"}
-    assert (tmp_path / "report" / "report.md").exists()
+        assert 1.0 <= r["tau"] <= 1 + r["G"] and r["tokens_per_s"] > 0
+        for key in (
+            "speedup",
+            "speedup_vs_hf_generate",
+            "speedup_vs_assisted",
+            "speedup_vs_prompt_lookup",
+        ):
+            assert r[key] > 0, key
+        t = f"{r['temperature']:g}"
+        plain = doc["baselines"]["plain decoding"][r["domain"]][t]
+        assert r["speedup"] == pytest.approx(r["tokens_per_s"] / plain)
+        # The AUC against the pairwise reference on the rounds the evaluation recorded.
+        score = "confidence head" if r["drafter"] == "dspark" else "draft probability"
+        assert r["auc_score"] == score and len(r["auc"]) == r["G"]
+        runs = _cached_runs(report / f"T{t}", r["domain"], r["drafter"])
+        col = 3 if r["drafter"] == "dspark" else 4  # [proposed, accepted, emitted, conf, q]
+        rounds = [(x[0], x[1], x[col]) for p in runs for x in p["rounds"] if x[0] > 0]
+        want = [conditional_auc_ref(rounds, k) for k in range(1, r["G"] + 1)]
+        got = [math.nan if a is None else a for a in r["auc"]]
+        assert got == pytest.approx(want, abs=1e-12, nan_ok=True)
+        assert r["auc_pos1"] == r["auc"][0]
+        # Losslessness at T=0: every drafter's output is the plain greedy output, which is
+        # transformers' own greedy decoding.
+        if r["temperature"] == 0:
+            assert r["matches_plain"] is True
+            mine = [p["tokens"] for p in runs]
+            root = report / "T0"
+            assert mine == [p["tokens"] for p in _cached_runs(root, r["domain"], "plain")]
+            assert mine == [p["tokens"] for p in _cached_runs(root, r["domain"], "target")]
+        else:
+            assert r["matches_plain"] is None
+    assert any(a is not None for r in rows for a in r["auc"])  # not only NaN against NaN
+    assert (report / "report.md").exists() and (report / "T0" / "report.md").exists()
     text = capsys.readouterr().out
-    assert "vs assisted" in text and "mean tau" in text and "report.md" in text
+    for word in ("vs plain", "vs HF gen", "vs assisted", "vs lookup", "AUC@1", "mean tau T=0"):
+        assert word in text
+    assert "baselines code T=0 (tok/s): plain decoding" in text and "report.md" in text
+    assert "T=0 outputs equal plain greedy decoding: yes" in text
 
 
 def test_demo_rejects_bad_arguments(built):
@@ -152,6 +201,10 @@ def test_demo_rejects_bad_arguments(built):
 
     with pytest.raises(ValueError, match="prompts_per_domain"):
         run_demo(built, prompts_per_domain=0)
+    with pytest.raises(ValueError, match="temperatures: expected distinct values >= 0"):
+        run_demo(built, temperatures=(1.0, -0.5))
+    with pytest.raises(ValueError, match="temperatures"):
+        run_demo(built, temperatures=())
 
 
 # --- the zoo committed in the package ----------------------------------------------------------

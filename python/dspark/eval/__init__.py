@@ -12,16 +12,18 @@ from dspark.eval.acceptance import (
     RoundRecord,
     acceptance_summary,
     conditional_acceptance,
+    conditional_auc,
     cumulative_survival,
     records_from_rounds,
     threshold_sweep,
 )
 from dspark.eval.datasets import ByteTokenizer, Prompt, PromptEncoder, encode_prompt, load_prompts
 from dspark.eval.report import EvalReport, MethodResult
-from dspark.eval.runner import BASELINE, EvalConfig, evaluate
+from dspark.eval.runner import BASELINE, PLAIN, EvalConfig, evaluate
 
 __all__ = [
     "BASELINE",
+    "PLAIN",
     "ByteTokenizer",
     "EvalConfig",
     "EvalReport",
@@ -31,6 +33,7 @@ __all__ = [
     "RoundRecord",
     "acceptance_summary",
     "conditional_acceptance",
+    "conditional_auc",
     "cumulative_survival",
     "encode_prompt",
     "evaluate",

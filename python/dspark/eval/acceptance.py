@@ -2,8 +2,9 @@
 
 A *round record* is one request in one draft-verify round: ``proposed`` drafts verified,
 ``accepted`` of them accepted, ``emitted`` tokens appended (accepted + 1, cut at a stop token or
-the token budget) and, for DSpark, the per-position confidences ``c_1..c_n``. Every metric pools
-all records of a benchmark (like the reference: long generations weigh more).
+the token budget) and, for DSpark, the per-position confidences ``c_1..c_n`` (for drafters
+without a confidence head, optionally the draft tokens' own probabilities ``q(d_k)``). Every
+metric pools all records of a benchmark (like the reference: long generations weigh more).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from dspark.calibration.metrics import roc_auc
+
 __all__ = [
     "RoundRecord",
     "acceptance_summary",
+    "auc_score_kind",
     "conditional_acceptance",
+    "conditional_auc",
     "conditional_rates",
     "cumulative_survival",
     "records_from_rounds",
@@ -40,12 +45,15 @@ class RoundRecord:
         Tokens appended this round (tau of the round: accepted + 1 unless cut at a stop token).
     confidence : list of float, optional
         Per-position conditional confidences ``c_1..c_n`` (DSpark), else None.
+    draft_prob : list of float, optional
+        The drafter's probability ``q(d_k)`` of each proposed draft token, when recorded.
     """
 
     proposed: int
     accepted: int
     emitted: int
     confidence: list[float] | None = field(default=None)
+    draft_prob: list[float] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if not 0 <= self.accepted <= self.proposed:
@@ -57,23 +65,29 @@ class RoundRecord:
             raise ValueError(
                 f"emitted: expected 0..accepted + 1 = {self.accepted + 1}, got {self.emitted}"
             )
-        if self.confidence is not None and len(self.confidence) != self.proposed:
-            raise ValueError(
-                f"confidence: expected {self.proposed} values (one per proposed draft), got "
-                f"{len(self.confidence)}"
-            )
+        for name in ("confidence", "draft_prob"):
+            v = getattr(self, name)
+            if v is not None and len(v) != self.proposed:
+                raise ValueError(
+                    f"{name}: expected {self.proposed} values (one per proposed draft), got "
+                    f"{len(v)}"
+                )
 
     def to_json(self) -> list[Any]:
-        return [self.proposed, self.accepted, self.emitted, self.confidence]
+        row = [self.proposed, self.accepted, self.emitted, self.confidence]
+        return row if self.draft_prob is None else [*row, self.draft_prob]
 
     @classmethod
     def from_json(cls, row: Any) -> RoundRecord:
-        if not isinstance(row, list) or len(row) != 4:
+        """Inverse of :meth:`to_json` (also reads the 4-field rows written before draft_prob)."""
+        if not isinstance(row, list) or len(row) not in (4, 5):
             raise ValueError(
-                f"round record: expected [proposed, accepted, emitted, conf], got {row!r}"
+                f"round record: expected [proposed, accepted, emitted, conf(, draft_prob)], got "
+                f"{row!r}"
             )
         conf = None if row[3] is None else [float(c) for c in row[3]]
-        return cls(int(row[0]), int(row[1]), int(row[2]), conf)
+        qprob = None if len(row) < 5 or row[4] is None else [float(q) for q in row[4]]
+        return cls(int(row[0]), int(row[1]), int(row[2]), conf, qprob)
 
 
 def records_from_rounds(rounds: Iterable[Any], num_requests: int) -> list[list[RoundRecord]]:
@@ -83,10 +97,12 @@ def records_from_rounds(rounds: Iterable[Any], num_requests: int) -> list[list[R
     """
     out: list[list[RoundRecord]] = [[] for _ in range(num_requests)]
     for r in rounds:
-        conf = r.confidence if getattr(r, "confidence", None) is not None else None
+        conf = getattr(r, "confidence", None)
+        qprob = getattr(r, "draft_prob", None)
         for i, req in enumerate(r.requests):
             c = None if conf is None else [float(x) for x in conf[i]]
-            out[req].append(RoundRecord(r.proposed[i], r.accepted[i], r.emitted[i], c))
+            q = None if qprob is None else [float(x) for x in qprob[i]]
+            out[req].append(RoundRecord(r.proposed[i], r.accepted[i], r.emitted[i], c, q))
     return out
 
 
@@ -125,6 +141,52 @@ def conditional_rates(
     return out
 
 
+def conditional_auc(
+    records: Sequence[RoundRecord], max_position: int, score: str = "confidence"
+) -> list[float]:
+    """Position-wise ROC AUC of a per-draft score predicting that draft's acceptance.
+
+    Entry k-1 is computed over the rounds that proposed at least k drafts and accepted drafts
+    1..k-1 (the rounds of :func:`conditional_acceptance`): the label is "draft k accepted", the
+    score is the round's ``score`` value at position k. ``score="confidence"`` uses a confidence
+    head's ``c_k`` (a conditional probability by construction), ``score="draft_prob"`` the
+    draft token's own probability ``q(d_k)`` (for drafters without a head). The AUC is the
+    Mann-Whitney statistic, ties counted one half (:func:`dspark.calibration.roc_auc`); NaN
+    when a position has no round of one of the two classes, or when an eligible round carries
+    no score.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``score``.
+    """
+    if score not in ("confidence", "draft_prob"):
+        raise ValueError(f"score: expected 'confidence' or 'draft_prob', got {score!r}")
+    out = []
+    for k in range(1, max_position + 1):
+        elig = [r for r in records if r.proposed >= k and r.accepted >= k - 1]
+        vals = [getattr(r, score) for r in elig]
+        if not elig or any(v is None for v in vals):
+            out.append(math.nan)
+            continue
+        pred = np.array([v[k - 1] for v in vals], dtype=np.float64)
+        label = np.array([r.accepted >= k for r in elig])
+        auc = roc_auc(pred, label)
+        out.append(auc if math.isfinite(auc) else math.nan)  # one NaN object, as _ratio's
+    return out
+
+
+def auc_score_kind(records: Sequence[RoundRecord]) -> str | None:
+    """Which score :func:`conditional_auc` can use on these records: ``"confidence"`` when every
+    round with drafts has head confidences, else ``"draft_prob"`` when every one has draft
+    probabilities, else None."""
+    drafted = [r for r in records if r.proposed > 0]
+    for kind in ("confidence", "draft_prob"):
+        if drafted and all(getattr(r, kind) is not None for r in drafted):
+            return kind
+    return None
+
+
 def cumulative_survival(records: Sequence[RoundRecord], max_position: int) -> list[float]:
     """Prefix survival: #rounds with accepted >= k over #rounds with proposed >= k (the
     reference's ``accept_rate@(k-1)``)."""
@@ -143,10 +205,13 @@ def acceptance_summary(records: Sequence[RoundRecord], max_position: int) -> dic
         ``rounds``; ``tau`` (mean tokens per round, bonus included); ``proposed`` (mean proposal
         length); ``accepted`` (mean accepted drafts); ``acceptance_rate`` (accepted / proposed);
         ``verify_rate`` (sum tau / (sum proposed + rounds)); ``conditional`` and ``survival``
-        (lists over positions 1..max_position). JSON-ready (NaN where undefined).
+        (lists over positions 1..max_position); ``auc`` (:func:`conditional_auc` per position,
+        from ``auc_score``: ``"confidence"``, ``"draft_prob"`` or None when the records carry
+        neither). JSON-ready (NaN where undefined).
     """
     n, a, e = _arrays(records)
     rounds = len(records)
+    kind = auc_score_kind(records)
     return {
         "rounds": rounds,
         "tau": _ratio(float(e.sum()), rounds),
@@ -156,6 +221,10 @@ def acceptance_summary(records: Sequence[RoundRecord], max_position: int) -> dic
         "verify_rate": _ratio(float(e.sum()), float(n.sum() + rounds)),
         "conditional": conditional_acceptance(records, max_position),
         "survival": cumulative_survival(records, max_position),
+        "auc": [math.nan] * max_position
+        if kind is None
+        else conditional_auc(records, max_position, score=kind),
+        "auc_score": kind,
     }
 
 

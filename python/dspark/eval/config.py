@@ -40,6 +40,13 @@ class EvalConfig:
         threshold sweep with wall-clock numbers.
     baseline : bool
         Time target-only decoding (``target.generate``) for the speedup column.
+    plain : bool
+        Also time target-only decoding on the drafters' own runner (method ``"plain"``,
+        :func:`dspark.generation.plain.plain_generate`) for ``speedup_vs_plain``: the ratio
+        that isolates speculation from the runtime.
+    engine : {"auto", "paged", "hf"}
+        Where the drafters and ``plain`` run the target (as ``SpeculativeGenerator``'s
+        ``engine``; ``"auto"``: dspark's paged engine core when the target supports it).
     peers : sequence of {"assisted", "prompt_lookup"}
         Hugging Face peers to time (batch size 1; skipped with a note when not applicable).
     prompt_lookup_num_tokens : int
@@ -63,6 +70,8 @@ class EvalConfig:
     threshold_mode: str = "cumulative"
     online_thresholds: Sequence[float] = ()
     baseline: bool = True
+    plain: bool = False
+    engine: str = "auto"
     peers: Sequence[str] = ()
     prompt_lookup_num_tokens: int = 10
     chat_template: bool = True
@@ -79,6 +88,8 @@ class EvalConfig:
         bad = [t for t in self.online_thresholds if not 0.0 <= float(t) <= 1.0]
         if bad:
             raise ValueError(f"online_thresholds: expected values in [0, 1], got {bad}")
+        if self.engine not in ("auto", "paged", "hf"):
+            raise ValueError(f"engine: expected 'auto', 'paged' or 'hf', got {self.engine!r}")
         unknown = [p for p in self.peers if p not in PEERS]
         if unknown:
             raise ValueError(f"peers: expected names from {PEERS}, got {unknown}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["PEERS", "count_new_tokens", "hf_generate"]
+__all__ = ["PEERS", "count_new_tokens", "hf_generate", "hf_generate_tokens"]
 
 # peer name -> extra ``generate`` keyword arguments builder (batch size 1 in transformers)
 PEERS = ("assisted", "prompt_lookup")
@@ -34,7 +34,7 @@ def count_new_tokens(new: torch.Tensor, stop_ids: Sequence[int], limit: int) -> 
     return out
 
 
-def hf_generate(
+def hf_generate_tokens(
     target: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -45,8 +45,9 @@ def hf_generate(
     stop_ids: Sequence[int],
     pad_token_id: int,
     **extra: Any,
-) -> list[int]:
-    """``target.generate`` (target-only, or a peer through ``extra``); new tokens per request.
+) -> list[list[int]]:
+    """``target.generate`` (target-only, or a peer through ``extra``); each request's new token
+    ids, cut after its first stop token.
 
     Parameters
     ----------
@@ -80,7 +81,14 @@ def hf_generate(
             generation_config=config,
             **models,
         )
-    return count_new_tokens(out[:, input_ids.shape[1] :].cpu(), stop_ids, max_new_tokens)
+    new = out[:, input_ids.shape[1] :].cpu()
+    counts = count_new_tokens(new, stop_ids, max_new_tokens)
+    return [row[:n] for row, n in zip(new.tolist(), counts, strict=True)]
+
+
+def hf_generate(*args: Any, **kwargs: Any) -> list[int]:
+    """:func:`hf_generate_tokens`, returning the number of new tokens per request."""
+    return [len(t) for t in hf_generate_tokens(*args, **kwargs)]
 
 
 class _DropAssistantNotice(logging.Filter):

@@ -23,13 +23,18 @@ class MethodResult:
     Attributes
     ----------
     method, kind : str
-        Name, and ``"baseline"``, ``"drafter"``, ``"assisted"`` or ``"prompt_lookup"``.
+        Name, and ``"baseline"``, ``"plain"``, ``"drafter"``, ``"assisted"`` or
+        ``"prompt_lookup"``.
     prompts, new_tokens : int
     seconds : float
         Wall time of all its batches (prefill included).
     tokens_per_s : float
     speedup : float
-        tokens/s over target-only decoding on the same prompts (NaN without the baseline).
+        tokens/s over target-only decoding (``target.generate``) on the same prompts (NaN
+        without the baseline).
+    speedup_vs_plain : float
+        tokens/s over target-only decoding on the drafters' engine (NaN without
+        ``EvalConfig.plain``).
     draft_seconds, verify_seconds : float
         Of ``seconds``: drafting, and target forward + verification (drafters only).
     acceptance : dict, optional
@@ -38,6 +43,8 @@ class MethodResult:
         Confidence diagnostics before/after STS (drafters with a confidence head).
     sweep : list of dict, optional
         :func:`dspark.eval.threshold_sweep` rows.
+    outputs : list of list of int, optional
+        Each prompt's generated token ids, in prompt order (not serialised).
     """
 
     method: str
@@ -47,6 +54,7 @@ class MethodResult:
     seconds: float
     tokens_per_s: float
     speedup: float = math.nan
+    speedup_vs_plain: float = math.nan
     draft_seconds: float = math.nan
     verify_seconds: float = math.nan
     acceptance: dict[str, Any] | None = None
@@ -55,6 +63,7 @@ class MethodResult:
     notes: list[str] = field(default_factory=list)
     # Raw pooled rounds (for plots); not serialised.
     records: list[RoundRecord] | None = field(default=None, repr=False)
+    outputs: list[list[int]] | None = field(default=None, repr=False)
 
 
 def _calibration(records: list[list[RoundRecord]], block: int) -> dict[str, Any]:
@@ -98,6 +107,8 @@ def summarise_method(
     tokens = sum(int(p["new_tokens"]) for p in payloads)
     secs = sum(float(p["time"]) for p in payloads)
     res = MethodResult(name, kind, len(payloads), tokens, secs, tokens / secs if secs > 0 else 0.0)
+    if all("tokens" in p for p in payloads):
+        res.outputs = [[int(t) for t in p["tokens"]] for p in payloads]
     if kind != "drafter" or block is None:
         return res
     res.draft_seconds = sum(float(p.get("draft_time", math.nan)) for p in payloads)
@@ -198,7 +209,7 @@ class EvalReport:
                 "table": self.table(),
                 "results": {
                     b: {
-                        m: {k: v for k, v in r.__dict__.items() if k != "records"}
+                        m: {k: v for k, v in r.__dict__.items() if k not in ("records", "outputs")}
                         for m, r in ms.items()
                     }
                     for b, ms in self.results.items()

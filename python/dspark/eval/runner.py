@@ -1,37 +1,32 @@
 """``dspark.eval.evaluate``: acceptance and wall-clock evaluation of drafters on prompt files.
 
 For every benchmark file and every method (target-only decoding, each drafter, optional
-Hugging Face peers) prompts run in fixed batches; each prompt's result is cached on disk
-(atomically, validated on load) so an interrupted run resumes where it stopped. Acceptance
-statistics follow ``docs/algorithms.md`` section 5; wall-clock numbers compare methods on the same
-prompts in the same process.
+Hugging Face peers) prompts run in fixed batches, the methods taking turns batch by batch; each
+prompt's result is cached on disk (atomically, validated on load) so an interrupted run resumes
+where it stopped. Acceptance statistics follow ``docs/algorithms.md`` section 5; wall-clock
+numbers compare methods on the same prompts in the same process.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from dspark.eval.acceptance import RoundRecord, records_from_rounds
 from dspark.eval.config import EvalConfig
 from dspark.eval.datasets import Prompt, encode_prompt, load_prompts
-from dspark.eval.peers import PEERS, hf_generate
+from dspark.eval.methods import _Method, _model_identity, _Runner, _weights_checksum
+from dspark.eval.peers import PEERS
 from dspark.eval.report import EvalReport, MethodResult, summarise_method
 from dspark.eval.result_cache import ResultCache, fingerprint
-from dspark.generation import SpeculativeGenerator
-from dspark.generation.inputs import default_token_ids
 from dspark.models.base import Drafter
-from dspark.models.config import target_fingerprint
 
-__all__ = ["BASELINE", "EvalConfig", "evaluate"]
+__all__ = ["BASELINE", "PLAIN", "EvalConfig", "evaluate"]
 
-BASELINE = "target"  # method name of target-only decoding
+BASELINE = "target"  # method name of target-only decoding with transformers' generate
+PLAIN = "plain"  # method name of target-only decoding on the drafters' engine (EvalConfig.plain)
 
 
 @dataclass
@@ -40,14 +35,6 @@ class _Bench:
     prompts: list[Prompt]
     ids: list[list[int]]
     digests: list[str]  # of the encoded ids: another tokenizer/template means other inputs
-
-
-@dataclass
-class _Method:
-    name: str
-    kind: str  # "baseline", "drafter" or a peer name
-    drafter: Drafter | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _benchmarks(
@@ -78,120 +65,18 @@ def _benchmarks(
     return out
 
 
-def _sync(model: Any) -> None:
-    """Wait for queued GPU work so wall-clock intervals cover it (no-op on CPU)."""
-    dev = next(model.parameters()).device
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _pad_left(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.int64)
-    mask = torch.zeros(len(rows), width, dtype=torch.int64)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r)
-        mask[i, width - len(r) :] = 1
-    return ids, mask
-
-
-class _Runner:
-    """Runs one method on one batch; returns per-prompt payloads (JSON-ready)."""
-
-    def __init__(self, target: Any, cfg: EvalConfig) -> None:
-        self.target, self.cfg = target, cfg
-        self.stop_ids = default_token_ids(target, "eos_token_id")
-        pads = default_token_ids(target, "pad_token_id") or self.stop_ids or [0]
-        self.pad = pads[0]
-        self.vocab = int(target.get_output_embeddings().weight.shape[0])
-        self._gens: dict[str, SpeculativeGenerator] = {}
-        # Cached results belong to this target: its shape and a checksum of its LM head.
-        self.identity = {
-            **target_fingerprint(target.config),
-            "name": str(getattr(target.config, "_name_or_path", "")),
-            "lm_head": _weights_checksum(target.get_output_embeddings()),
-        }
-
-    def run(
-        self, m: _Method, rows: list[list[int]], seed: int, max_new: int | None = None
-    ) -> list[dict[str, Any]]:
-        max_new = max_new or self.cfg.max_new_tokens
-        ids, mask = _pad_left(rows, self.pad)
-        _sync(self.target)
-        t0 = time.perf_counter()
-        records: list[list[RoundRecord]] | None = None
-        phases = None
-        if m.kind == "drafter":
-            gen = self._gens.get(m.name)
-            if gen is None:
-                assert m.drafter is not None  # every "drafter" method carries one
-                gen = SpeculativeGenerator(
-                    self.target,
-                    m.drafter,
-                    num_draft_tokens=self.cfg.num_draft_tokens,
-                    confidence_threshold=m.extra.get("confidence_threshold"),
-                )
-                self._gens[m.name] = gen
-            with torch.no_grad():
-                out = gen.generate(
-                    ids,
-                    mask,
-                    max_new_tokens=max_new,
-                    temperature=self.cfg.temperature,
-                    stop_token_ids=self.stop_ids,
-                    pad_token_id=self.pad,
-                    seed=seed,
-                )
-            counts = out.num_generated.tolist()
-            records = records_from_rounds(out.rounds, len(rows))
-            # Drafting vs target-forward + verification time (the rest: prefill, bookkeeping).
-            phases = (
-                sum(r.draft_time for r in out.rounds),
-                sum(r.verify_time for r in out.rounds),
-            )
-        else:
-            counts = hf_generate(
-                self.target,
-                ids,
-                mask,
-                max_new_tokens=max_new,
-                temperature=self.cfg.temperature,
-                seed=seed,
-                stop_ids=self.stop_ids,
-                pad_token_id=self.pad,
-                **m.extra,
-            )
-        _sync(self.target)
-        elapsed = time.perf_counter() - t0
-        total = max(sum(counts), 1)
-        payloads = []
-        for i, n in enumerate(counts):
-            p: dict[str, Any] = {
-                "new_tokens": int(n),
-                # The batch's wall time shared out by tokens: sums back to the batch time.
-                "time": elapsed * n / total,
-                "batch_time": elapsed,
-                "batch_size": len(rows),
-            }
-            if records is not None:
-                p["rounds"] = [r.to_json() for r in records[i]]
-            if phases is not None:
-                p["draft_time"] = phases[0] * n / total
-                p["verify_time"] = phases[1] * n / total
-            payloads.append(p)
-        return payloads
-
-
 def _methods(
     drafters: Mapping[str, Drafter], assistant_model: Any, cfg: EvalConfig, notes: list[str]
 ) -> list[_Method]:
-    methods = [_Method(BASELINE, "baseline")] if cfg.baseline else []
+    methods = [_Method(PLAIN, "plain")] if cfg.plain else []
+    if cfg.baseline:
+        methods.append(_Method(BASELINE, "baseline"))
     for name, d in drafters.items():
         if not isinstance(d, Drafter):
             raise TypeError(
                 f"drafters[{name!r}]: expected a dspark Drafter, got {type(d).__name__}"
             )
-        if name == BASELINE or name in PEERS:
+        if name in (BASELINE, PLAIN) or name in PEERS:
             raise ValueError(f"drafters: the name {name!r} is reserved")
         methods.append(_Method(name, "drafter", d))
         if cfg.online_thresholds and not d.has_confidence:
@@ -277,8 +162,15 @@ def evaluate(
     results: dict[str, dict[str, MethodResult]] = {}
     for b in benches:
         results[b.name] = {}
+        bar = _progress(cfg, b, methods)
+        try:
+            runs = {m.name: _run_method(runner, cache, b, m, cfg, notes, bar) for m in methods}
+            done = _round_robin(runs)
+        finally:
+            if bar is not None:
+                bar.close()
         for m in methods:
-            payloads = _run_method(runner, cache, b, m, cfg, notes)
+            payloads = done[m.name]
             if payloads is None:
                 continue
             block = cfg.num_draft_tokens or m.drafter.config.block_size if m.drafter else None
@@ -287,9 +179,12 @@ def evaluate(
                 res.sweep = None  # a replay sweep on already-cut proposals would mislead
             results[b.name][m.name] = res
         base = results[b.name].get(BASELINE)
+        plain = results[b.name].get(PLAIN)
         for r in results[b.name].values():
             if base is not None and base.tokens_per_s > 0:
                 r.speedup = r.tokens_per_s / base.tokens_per_s
+            if plain is not None and plain.tokens_per_s > 0:
+                r.speedup_vs_plain = r.tokens_per_s / plain.tokens_per_s
     if cache.invalid:
         notes.append(f"{len(cache.invalid)} invalid cache entries were recomputed")
     report = EvalReport(results, notes, asdict(cfg) | {"thresholds": list(cfg.thresholds)})
@@ -298,20 +193,41 @@ def evaluate(
     return report
 
 
-def _weights_checksum(module: torch.nn.Module) -> str:
-    """Cheap content checksum of the trainable weights (sum and sum of squares, float64)."""
-    with torch.no_grad():
-        s = sum(float(p.double().sum()) for p in module.parameters())
-        q = sum(float(p.double().square().sum()) for p in module.parameters())
-    return f"{s:.12e}/{q:.12e}"
+def _batch_size(m: _Method, cfg: EvalConfig) -> int:
+    # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
+    return cfg.batch_size if m.kind in ("baseline", "plain", "drafter") else 1
 
 
-def _model_identity(model: Any) -> str:
-    """Name and parameter checksum of a peer's helper model (repr for non-modules)."""
-    if not isinstance(model, torch.nn.Module):
-        return repr(type(model))
-    name = str(getattr(getattr(model, "config", None), "_name_or_path", ""))
-    return f"{name}:{_weights_checksum(model)}"
+def _progress(cfg: EvalConfig, b: _Bench, methods: list[_Method]) -> Any:
+    """One tqdm bar over every method's batches of a benchmark (None without progress)."""
+    if not cfg.progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    total = sum(-(-len(b.ids) // _batch_size(m, cfg)) for m in methods)
+    return tqdm(total=total, desc=b.name, unit="batch", leave=False)
+
+
+def _round_robin(
+    runs: dict[str, Generator[None, None, list[dict[str, Any]] | None]],
+) -> dict[str, list[dict[str, Any]] | None]:
+    """Advance every method one batch at a time, in turn, until each has returned.
+
+    Interleaving spreads slow phases of a shared machine over all methods alike, so their
+    tokens/s ratios are fairer than when each method runs all its batches in one stretch.
+    """
+    done: dict[str, list[dict[str, Any]] | None] = {}
+    while len(done) < len(runs):
+        for name, run in runs.items():
+            if name in done:
+                continue
+            try:
+                next(run)
+            except StopIteration as stop:
+                done[name] = stop.value
+    return done
 
 
 def _run_method(
@@ -321,11 +237,13 @@ def _run_method(
     m: _Method,
     cfg: EvalConfig,
     notes: list[str],
-) -> list[dict[str, Any]] | None:
-    """Every prompt's payload for one method (cached batches reused), or None when skipped."""
-    # Peers run one prompt at a time (transformers' assisted/lookup decoding is batch size 1).
-    bs = cfg.batch_size if m.kind in ("baseline", "drafter") else 1
+    bar: Any = None,
+) -> Generator[None, None, list[dict[str, Any]] | None]:
+    """Run one method batch by batch, yielding after each batch; returns every prompt's payload
+    (cached batches reused), or None when the method was skipped."""
+    bs = _batch_size(m, cfg)
     settings = {
+        "payload": 2,  # 2: generated tokens and draft probabilities recorded
         "method": m.name,
         "kind": m.kind,
         "target": runner.identity,
@@ -338,6 +256,7 @@ def _run_method(
         "seed": cfg.seed,
         "num_draft_tokens": cfg.num_draft_tokens,
         "chat_template": cfg.chat_template,
+        "engine": runner.engine if m.kind in ("plain", "drafter") else "hf",
         "extra": {k: v for k, v in m.extra.items() if k != "assistant_model"},
         "assistant": None
         if "assistant_model" not in m.extra
@@ -347,43 +266,31 @@ def _run_method(
     batches = [list(range(s, min(s + bs, len(b.ids)))) for s in range(0, len(b.ids), bs)]
     payloads: list[dict[str, Any] | None] = [None] * len(b.ids)
     warmed = False
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-    bar = None
-    if cfg.progress and tqdm is not None:
-        bar = tqdm(total=len(batches), desc=f"{b.name}/{m.name}", unit="batch", leave=False)
-    try:
-        for idx in batches:
-            hits = [
-                cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp)
-                if cfg.resume
-                else None
-                for i in idx
-            ]
-            if all(h is not None for h in hits):
-                for i, h in zip(idx, hits, strict=True):
-                    payloads[i] = h
-            else:
-                rows = [b.ids[i] for i in idx]
-                seed = cfg.seed + b.prompts[idx[0]].index
-                try:
-                    if cfg.warmup and not warmed:
-                        runner.run(m, rows[:1], seed, max_new=min(4, cfg.max_new_tokens))
-                        warmed = True
-                    got = runner.run(m, rows, seed)
-                except Exception as e:  # peers: any failure skips the method, with a note
-                    if m.kind in ("baseline", "drafter"):
-                        raise
-                    notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
-                    return None
-                for i, p in zip(idx, got, strict=True):
-                    payloads[i] = p
-                    cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
-            if bar is not None:
-                bar.update(1)
-    finally:
+    for idx in batches:
+        hits = [
+            cache.load(b.name, m.name, b.prompts[i].index, b.digests[i], fp) if cfg.resume else None
+            for i in idx
+        ]
+        if all(h is not None for h in hits):
+            for i, h in zip(idx, hits, strict=True):
+                payloads[i] = h
+        else:
+            rows = [b.ids[i] for i in idx]
+            seed = cfg.seed + b.prompts[idx[0]].index
+            try:
+                if cfg.warmup and not warmed:
+                    runner.run(m, rows[:1], seed, max_new=min(4, cfg.max_new_tokens))
+                    warmed = True
+                got = runner.run(m, rows, seed)
+            except Exception as e:  # peers: any failure skips the method, with a note
+                if m.kind in ("baseline", "plain", "drafter"):
+                    raise
+                notes.append(f"{m.name}: skipped on {b.name} ({type(e).__name__}: {e})")
+                return None
+            for i, p in zip(idx, got, strict=True):
+                payloads[i] = p
+                cache.store(b.name, m.name, b.prompts[i].index, b.digests[i], fp, p)
         if bar is not None:
-            bar.close()
+            bar.update(1)
+        yield
     return [p for p in payloads if p is not None]

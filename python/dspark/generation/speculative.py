@@ -57,6 +57,11 @@ class SpeculativeGenerator:
     compact_ratio, compact_slack : float, int
         ``engine="hf"`` only: compact the target cache (drop the holes left by ragged rollbacks)
         when its length exceeds ``compact_ratio * longest_request + compact_slack``.
+    record_draft_probs : bool
+        Also record, per round, the drafter's probability ``q(d_k)`` of each verified draft
+        token (:attr:`RoundStats.draft_prob`; chains only; greedy drafting: under the unscaled
+        logits): a confidence score for drafters without a confidence head, used by the
+        evaluation's confidence AUC.
     engine : {"auto", "paged", "hf"}
         Where the target runs: ``"paged"`` on dspark's engine core (a paged KV cache with O(1)
         rollback and packed steps through ``verify_attention``), ``"hf"`` with transformers'
@@ -75,6 +80,7 @@ class SpeculativeGenerator:
         tree_choices: Sequence[Sequence[int]] | None = None,
         compact_ratio: float = 2.0,
         compact_slack: int = 64,
+        record_draft_probs: bool = False,
         engine: str = "auto",
     ) -> None:
         if not isinstance(drafter, Drafter):
@@ -113,6 +119,7 @@ class SpeculativeGenerator:
         self.confidence_threshold = confidence_threshold
         self.num_draft_tokens = num_draft_tokens or drafter.config.block_size
         self.compact_ratio, self.compact_slack = compact_ratio, compact_slack
+        self.record_draft_probs = bool(record_draft_probs)
         if engine not in ("auto", "paged", "hf"):
             raise ValueError(f"engine: expected 'auto', 'paged' or 'hf', got {engine!r}")
         if engine == "paged" and not PagedTargetRunner.supports(target):
@@ -244,8 +251,9 @@ class SpeculativeGenerator:
                 res, read, lens, depth_cap, t1 = self._tree_round(
                     runner, state, anchor, verify_args
                 )
+                qprob = None
             else:
-                res, read, lens, t1 = self._chain_round(
+                res, read, lens, t1, qprob = self._chain_round(
                     runner, state, anchor, gen, caps, sampling, verify_args
                 )
                 depth_cap = lens
@@ -271,6 +279,9 @@ class SpeculativeGenerator:
                     confidence=None
                     if read.confidence is None
                     else [c[:n] for c, n in zip(read.confidence, lens, strict=True)],
+                    draft_prob=None
+                    if qprob is None
+                    else [q[:n] for q, n in zip(qprob.tolist(), lens, strict=True)],
                 )
             )
             keep = [not e.finished for e in events]
@@ -292,6 +303,11 @@ class SpeculativeGenerator:
             conf = None if prop.confidence is None else prop.confidence.float()
             lens, conf_h = self._verify_lengths(conf, n_max, caps)
         n_max = max(lens)
+        qprob = None
+        if self.record_draft_probs and prop is not None and n_max > 0:
+            # q(d_k): each draft's probability under the distribution it was drawn from.
+            logq = prop.draft_logits[:, :n_max].float().log_softmax(-1)
+            qprob = logq.gather(-1, prop.tokens[:, :n_max, None].long())[..., 0].exp()
         t1 = time.perf_counter()
         # One target forward over [anchor, d_1..d_n] per request, then lossless verification.
         dev, width = anchor.device, n_max + 1
@@ -325,7 +341,7 @@ class SpeculativeGenerator:
         self.drafter.commit(state, fwd.features, emitted, res.accept_len.long() + 1)
         if conf_h is not None:
             read = read._replace(confidence=conf_h)
-        return res, read, lens, t1
+        return res, read, lens, t1, qprob
 
     def _tree_round(self, runner, state, anchor, verify_args):
         """Draft a static tree (Eagle3), verify it with tree attention, keep the accepted path."""

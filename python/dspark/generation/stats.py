@@ -34,6 +34,9 @@ class RoundStats:
     confidence : list of list of float, optional
         Per request, the drafter's per-position confidences ``c_1..c_n`` of the verified chain
         (n = ``proposed``); None for drafters without a confidence head and for tree rounds.
+    draft_prob : list of list of float, optional
+        Per request, the drafter's probability ``q(d_k)`` of each verified draft token (chain
+        rounds of a generator built with ``record_draft_probs=True``), else None.
     """
 
     requests: list[int]
@@ -46,6 +49,7 @@ class RoundStats:
     verify_time: float
     wall_time: float
     confidence: list[list[float]] | None = None
+    draft_prob: list[list[float]] | None = None
 
 
 @dataclass
