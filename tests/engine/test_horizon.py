@@ -51,9 +51,10 @@ def test_useless_drafts_switch_drafting_off_and_probes_keep_checking():
     for _ in range(60):  # nothing is ever accepted
         h.observe_draft(1, 0.002)
         h.observe_verify([1, 1, 1], [0, 0, 0])
-    choices = [h.choose(3, lambda t: 0.01 + 0.001 * t) for _ in range(16)]
-    assert choices.count(0) == 14 and choices.count(1) == 2  # every 8th step probes one draft
-    assert h.alpha[0] < 0.01
+    choices = [h.choose(3, lambda t: 0.01 + 0.001 * t) for _ in range(8 + 16 + 32 + 64 + 64)]
+    probes = [i + 1 for i, c in enumerate(choices) if c]
+    assert probes == [8, 24, 56, 120, 184]  # every 8th step, then backing off up to 64
+    assert set(choices) == {0, 1} and h.alpha[0] < 0.01
 
 
 def test_acceptance_is_conditional_per_position():

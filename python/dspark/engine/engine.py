@@ -476,7 +476,9 @@ class Engine:
             return none
         h = self.k
         if self.speculation == "scheduler":
-            h = self.horizon.choose(len(decode), self._verify_cost)
+            table = self._verify_table()
+            cost = table.step_time if table is not None else (lambda b: 1.0)  # no curve: the most
+            h = self.horizon.choose(len(decode), cost)  # tokens per step win
         caps = [max(0, min(h, r.remaining - 1)) for r in decode]
         if max(caps) == 0:
             return none
@@ -502,13 +504,10 @@ class Engine:
         self.horizon.observe_draft(h, t2 - t1)
         return tokens, k, prop.draft_logits, t2 - t0
 
-    def _verify_cost(self, tokens: float) -> float:
-        """Seconds of a verification step of ``tokens`` tokens (the scheduler's curve)."""
+    def _verify_table(self) -> Any:
+        """The verification step's cost curve (the scheduler's, a snapshot of its monitor)."""
         sps = getattr(self.scheduler, "sps", None)
-        table = sps.table() if isinstance(sps, LoadMonitor) else sps
-        if table is None:
-            return 1.0  # no curve: every horizon costs the same, the most tokens win
-        return float(table.step_time(tokens))
+        return sps.table() if isinstance(sps, LoadMonitor) else sps
 
     def _slo_budget(self, decode: list[Request]) -> int | None:
         """Largest step (in tokens) whose time keeps every SLO request within its TPOT target.

@@ -16,7 +16,8 @@ features to the drafter is owed for every kept token whatever ``h`` is, so it is
 the verification step cost ``T(B)`` (the engine's :class:`dspark.LoadMonitor`). Every
 ``probe_every``-th step drafts one token further than the choice, so estimates of the positions
 it does not use stay current and a drafter that starts paying (lighter load, an easier prompt)
-is noticed. The choice depends only
+is noticed; while drafting stays off, the probe interval doubles (up to 8x) so a drafter that
+does not pay costs almost nothing. The choice depends only
 on past steps, never on the current drafts' outcome, so verification stays lossless.
 """
 
@@ -37,7 +38,8 @@ class DraftHorizon:
     rate : float
         EMA weight of each new observation, in (0, 1].
     probe_every : int
-        Every this many choices, draft one position beyond the choice (0 disables).
+        Every this many choices, draft one position beyond the choice (0 disables); doubled
+        after each probe while the choice stays 0, up to ``8 * probe_every``.
     prior : float
         Initial conditional acceptance of every position (optimistic: drafting is tried).
     """
@@ -53,6 +55,7 @@ class DraftHorizon:
         self.alpha = [float(prior)] * max_k
         self._fit = [0.0, 0.0, 0.0, 0.0, 0.0]  # EMA weight, h, s, h*h, h*s
         self.num_choices = 0
+        self._interval, self._since_probe = probe_every, 0
 
     def draft_cost(self, h: int) -> float:
         """Estimated seconds to draft ``h`` tokens for the current batch (0 before any data)."""
@@ -84,7 +87,13 @@ class DraftHorizon:
             if rate > best:
                 best_h, best = h, rate
         self.num_choices += 1
-        if self.probe_every and self.num_choices % self.probe_every == 0:
+        if best_h > 0:
+            self._interval = self.probe_every
+        self._since_probe += 1
+        if self.probe_every and self._since_probe >= self._interval:
+            self._since_probe = 0
+            if best_h == 0:  # drafting is off: probe ever more rarely while it stays off
+                self._interval = min(2 * self._interval, 8 * self.probe_every)
             return min(best_h + 1, self.max_k)
         return best_h
 
