@@ -72,8 +72,12 @@ def zero_lengths(conf: torch.Tensor) -> torch.Tensor:
     return torch.zeros(conf.shape[0], dtype=torch.int64)
 
 
-def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
-    ids = torch.randint(0, target.config.vocab_size, (batch, PROMPT))
+def decode_paths(target, ids: torch.Tensor, new: int) -> tuple[dict, ModelRunner]:
+    """The three ways of decoding ``ids [B, P]`` greedily that the budget compares, each a
+    callable of the token count: ``hf_generate``, ``engine_decode`` (prefill, then plain 1-token
+    steps on the engine core) and ``rounds`` (speculative rounds with zero drafts). Returns them
+    and the runner (close it when done)."""
+    batch, prompt = ids.shape
 
     def hf_generate(n: int) -> None:
         with torch.no_grad():
@@ -86,10 +90,9 @@ def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
                 pad_token_id=0,
             )
 
-    runner = ModelRunner(target, num_pages=batch * (PROMPT + NEW + 32) // 16 + 4, page_size=16)
+    runner = ModelRunner(target, num_pages=batch * (prompt + new + 32) // 16 + 4, page_size=16)
 
     def engine_decode(n: int) -> None:
-        """Greedy decoding on the engine core: prefill, then n - 1 plain 1-token steps."""
         for r in runner.cache.requests:
             runner.cache.free(r)
         out = runner.run([StepRequest(b, ids[b]) for b in range(batch)])
@@ -105,15 +108,23 @@ def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
     def rounds(n: int) -> None:
         gen.generate(ids, max_new_tokens=n, temperature=0.0)
 
-    def per_token(fn) -> float:
-        """Decode time per token: (time of NEW tokens - time of 1) / (NEW - 1), no prefill."""
-        full = timer(lambda: fn(NEW), warmup=1, iters=3)
-        first = timer(lambda: fn(1), warmup=1, iters=3)
-        return (full - first) / (NEW - 1)
+    return {"hf_generate": hf_generate, "engine_decode": engine_decode, "rounds": rounds}, runner
 
-    hf = per_token(hf_generate)
-    step = per_token(engine_decode)
-    spec = per_token(rounds)
+
+def per_token(timer, fn, new: int, *, warmup: int = 1, iters: int = 3) -> float:
+    """Decode time per token: (time of ``new`` tokens - time of 1) / (new - 1), no prefill."""
+    full = timer(lambda: fn(new), warmup=warmup, iters=iters)
+    first = timer(lambda: fn(1), warmup=warmup, iters=iters)
+    return (full - first) / (new - 1)
+
+
+def bench_target(name: str, target, timer, table: Table, batch: int) -> None:
+    ids = torch.randint(0, target.config.vocab_size, (batch, PROMPT))
+    paths, runner = decode_paths(target, ids, NEW)
+    hf, step, spec = (
+        per_token(timer, paths[k], NEW) for k in ("hf_generate", "engine_decode", "rounds")
+    )
+    runner.close()
     table.add(f"{name} B={batch}: transformers.generate per token vs engine decode step", hf, step)
     table.add(f"{name} B={batch}: engine decode step vs zero-draft speculative round", step, spec)
 

@@ -32,8 +32,7 @@ from transformers import DynamicCache, Qwen3Config, Qwen3ForCausalLM
 
 import dspark
 from bench._harness import add_timing_args, machine_line, timer_from_args
-from bench.bench_engine import NullDrafter, zero_lengths
-from dspark.engine import ModelRunner, StepRequest
+from bench.bench_engine import decode_paths, per_token
 from dspark.integrations.hf_compat import cache_kwargs
 from dspark.models import Drafter, DrafterConfig, Proposal, build_drafter
 
@@ -115,49 +114,13 @@ def budget_row(target, batch: int, timer, reps: int) -> tuple[float, float, floa
     prompt, new = 96, 33
     g = torch.Generator().manual_seed(batch)
     ids = torch.randint(0, target.config.vocab_size, (batch, prompt), generator=g)
-
-    def hf_generate(n: int) -> None:
-        with torch.no_grad():
-            target.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=n,
-                min_new_tokens=n,
-                do_sample=False,
-                pad_token_id=0,
-            )
-
-    runner = ModelRunner(target, num_pages=batch * (prompt + new + 16) // 16 + 4, page_size=16)
-
-    def engine_decode(n: int) -> None:
-        """Greedy decoding on the engine core: prefill, then n - 1 plain 1-token steps."""
-        for r in runner.cache.requests:
-            runner.cache.free(r)
-        out = runner.run([StepRequest(b, ids[b]) for b in range(batch)])
-        tok = out.logits.argmax(-1)
-        for _ in range(n - 1):
-            out = runner.run([StepRequest(b, tok[b : b + 1]) for b in range(batch)])
-            tok = out.logits.argmax(-1)
-
-    gen = dspark.SpeculativeGenerator(
-        target, NullDrafter(target), scheduler=zero_lengths, engine="paged"
-    )
-
-    def rounds(n: int) -> None:
-        gen.generate(ids, max_new_tokens=n, temperature=0.0)
-
-    def per_token(fn) -> float:
-        full = timer(lambda: fn(new), warmup=1, iters=1)
-        first = timer(lambda: fn(1), warmup=0, iters=1)
-        return (full - first) / (new - 1)
-
-    hf, step, rnd = [], [], []
-    for _ in range(reps):
-        hf.append(per_token(hf_generate))
-        step.append(per_token(engine_decode))
-        rnd.append(per_token(rounds))
+    paths, runner = decode_paths(target, ids, new)
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(reps):  # interleaved, so drift affects the three alike
+        for k, fn in paths.items():
+            times[k].append(per_token(timer, fn, new, warmup=1, iters=1))
     runner.close()
-    return statistics.median(hf), statistics.median(step), statistics.median(rnd)
+    return tuple(statistics.median(times[k]) for k in paths)  # type: ignore[return-value]
 
 
 def budget_table(timer, reps: int) -> None:
