@@ -255,12 +255,15 @@ def test_stop_strings_cut_the_text(model, server):
     stop = full[5:7]
     cut = full[: full.index(stop)]
     c = _client(srv)
-    kw = {"model": "tiny", "prompt": PROMPTS[1], "max_tokens": 20, "temperature": 0}
+    kw = {"model": "tiny", "prompt": PROMPTS[1], "max_tokens": 80, "temperature": 0}
     r = c.completions.create(stop=[stop], extra_body={"ignore_eos": True}, **kw)
     assert (r.choices[0].text, r.choices[0].finish_reason) == (cut, "stop")
+    before = _metrics(srv)
     s = c.completions.create(stop=stop, stream=True, extra_body={"ignore_eos": True}, **kw)
     assert "".join(ch.choices[0].text for ch in s if ch.choices) == cut
-    _wait_idle(srv)
+    after = _wait_idle(srv)
+    key = "dspark_requests_total{finish_reason=stop}"
+    assert after[key] == before.get(key, 0.0) + 1  # recorded as a stop, not an abort
 
 
 def test_client_disconnect_aborts_and_frees_pages(server):

@@ -232,6 +232,8 @@ def build_app(
 
         def step(out: Any) -> tuple[str, list, str | None]:
             delta, lps, stopped = text.add(out.new_token_ids, out.logprobs, final=out.finished)
+            if stopped and not out.finished:
+                engine.abort(rid, "stop")  # a stop string: the engine stops generating now
             reason = "stop" if stopped else (out.finish_reason.value if out.finished else None)
             return delta, lps, reason
 

@@ -150,15 +150,16 @@ class AsyncEngine:
                 self.abort(rid)
             self._close(rid)
 
-    def abort(self, rid: str) -> None:
-        """Cancel ``rid`` at the next step boundary (its pages are freed then)."""
-        self._post(lambda: self._abort_now(rid))
+    def abort(self, rid: str, reason: str = "abort") -> None:
+        """Cancel ``rid`` at the next step boundary (its pages are freed then); ``reason`` is
+        what ``/metrics`` records (``"stop"`` when the server ended it at a stop string)."""
+        self._post(lambda: self._abort_now(rid, reason))
 
-    def _abort_now(self, rid: str) -> None:
+    def _abort_now(self, rid: str, reason: str) -> None:
         req = self.engine.requests.get(rid)
         if req is not None and req.finish_reason is None:
             self.engine.abort(rid)
-            self.metrics.requests.labels(finish_reason="abort").inc()
+            self.metrics.requests.labels(finish_reason=reason).inc()
         self.engine.requests.pop(rid, None)
 
     async def call(self, fn: Callable[[], Any]) -> Any:
