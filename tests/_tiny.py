@@ -186,3 +186,13 @@ def tiny_tokenizer():
     tok.eos_token = "<|im_end|>"
     tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def padded_prompts():
+    """Three prompts of lengths 7, 4, 2, left-padded to 7."""
+    ids = torch.randint(0, 256, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, :3] = 0
+    mask[2, :5] = 0
+    ids[mask == 0] = 0
+    return ids, mask

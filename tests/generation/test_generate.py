@@ -9,19 +9,9 @@ import torch
 import dspark
 from dspark.generation import TargetRunner
 from dspark.models import build_drafter
-from tests._tiny import OracleDrafter, greedy_reference, tiny_gemma3, tiny_qwen3
+from tests._tiny import OracleDrafter, greedy_reference, padded_prompts, tiny_gemma3, tiny_qwen3
 
 SMALL = {"dspark": {"num_layers": 1, "markov_rank": 16}, "dflash": {"num_layers": 1}, "eagle3": {}}
-
-
-def _prompts():
-    """Three prompts of lengths 7, 4, 2, left-padded to 7."""
-    ids = torch.randint(0, 256, (3, 7))
-    mask = torch.ones(3, 7, dtype=torch.long)
-    mask[1, :3] = 0
-    mask[2, :5] = 0
-    ids[mask == 0] = 0
-    return ids, mask
 
 
 def _check_greedy(target, drafter, ids, mask, n, **kw):
@@ -39,7 +29,7 @@ def _check_greedy(target, drafter, ids, mask, n, **kw):
 @pytest.mark.parametrize("kind", ["dspark", "dflash", "eagle3"])
 def test_generate_greedy_equals_target(peaked_target, kind):
     drafter = build_drafter(kind, peaked_target, block_size=4, **SMALL[kind])
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     out = _check_greedy(peaked_target, drafter, ids, mask, 12)
     assert out.num_generated.tolist() == [12, 12, 12]
     assert sum(sum(r.emitted) for r in out.rounds) + 3 == 36  # +3: the prefill's first tokens
@@ -51,7 +41,7 @@ def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, engine,
     """A mostly-right drafter: accepted prefixes of every length, ragged rollbacks (and, on the
     HF cache, compaction of the holes they leave)."""
     drafter = OracleDrafter(peaked_target, block_size=4, corrupt=corrupt)
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     drafter.first_tokens = [int(ids[b][mask[b].bool()][0]) for b in range(3)]
     gen = dspark.SpeculativeGenerator(
         peaked_target, drafter, compact_ratio=1.0, compact_slack=0, engine=engine
@@ -80,7 +70,7 @@ def test_generate_greedy_with_partial_acceptance(peaked_target, corrupt, engine,
 
 def test_generate_per_request_limits_and_stops(peaked_target):
     drafter = build_drafter("dflash", peaked_target, block_size=3, num_layers=1)
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     ref = [
         greedy_reference(peaked_target, ids[b][mask[b].bool()][None], 10)[0, -10:] for b in range(3)
     ]
@@ -105,7 +95,7 @@ def test_generate_per_request_limits_and_stops(peaked_target):
 
 def test_generate_streaming_matches_sequences(peaked_target):
     drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     got: dict[int, list[int]] = {0: [], 1: [], 2: []}
     out = dspark.generate(
         peaked_target,
@@ -137,7 +127,7 @@ def test_generate_streaming_matches_sequences(peaked_target):
 
 def test_generate_scheduler_and_threshold(peaked_target):
     drafter = build_drafter("dspark", peaked_target, block_size=4, **SMALL["dspark"])
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     seen = []
 
     def sched(conf):
@@ -243,7 +233,7 @@ def test_generate_bf16_drafter_on_fp32_target(peaked_target):
     """Drafter and target dtypes may differ; greedy output still equals the target's."""
     drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
     drafter.to(torch.bfloat16)
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     _check_greedy(peaked_target, drafter, ids, mask, 6)
 
 
@@ -278,7 +268,7 @@ def test_paged_generation_returns_every_page(peaked_target, monkeypatch):
     monkeypatch.setattr(PagedTargetRunner, "select", select)
     monkeypatch.setattr(PagedTargetRunner, "close", close)
     drafter = OracleDrafter(peaked_target, block_size=4, corrupt=0.3)
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     drafter.first_tokens = [int(ids[b][mask[b].bool()][0]) for b in range(3)]
     out = dspark.SpeculativeGenerator(peaked_target, drafter, engine="paged").generate(
         ids, mask, max_new_tokens=[4, 16, 9], temperature=0.0, seed=1
@@ -290,7 +280,7 @@ def test_paged_generation_returns_every_page(peaked_target, monkeypatch):
 def test_generate_takes_sampling_params(peaked_target):
     """One SamplingParams per request gives the same output as the equivalent keywords."""
     drafter = build_drafter("dspark", peaked_target, block_size=3, **SMALL["dspark"])
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     kw = dict(max_new_tokens=[5, 9, 3], temperature=[0.0, 1.0, 0.7], top_k=[0, 4, 0], seed=3)
     ref = dspark.generate(peaked_target, drafter, ids, mask, **kw)
     sp = [

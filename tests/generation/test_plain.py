@@ -9,23 +9,13 @@ import torch
 
 import dspark
 from dspark.generation.plain import plain_generate, resolve_engine
-from tests._tiny import OracleDrafter, greedy_reference, tiny_qwen3
+from tests._tiny import OracleDrafter, greedy_reference, padded_prompts, tiny_qwen3
 from tests.stats import chi2_pvalue
-
-
-def _prompts():
-    """Three prompts of lengths 7, 4, 2, left-padded to 7."""
-    ids = torch.randint(0, 256, (3, 7))
-    mask = torch.ones(3, 7, dtype=torch.long)
-    mask[1, :3] = 0
-    mask[2, :5] = 0
-    ids[mask == 0] = 0
-    return ids, mask
 
 
 @pytest.mark.parametrize("engine", ["paged", "hf"])
 def test_plain_greedy_equals_the_reference_with_limits_and_stops(peaked_target, engine):
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     ref = [
         greedy_reference(peaked_target, ids[b][mask[b].bool()][None], 12)[0, -12:].tolist()
         for b in range(3)
@@ -51,7 +41,7 @@ def test_plain_greedy_equals_the_reference_with_limits_and_stops(peaked_target, 
 
 
 def test_plain_sampling_is_seeded_and_engine_independent(peaked_target):
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     kw = {"max_new_tokens": 10, "temperature": 1.0, "seed": 5}
     a = plain_generate(peaked_target, ids, mask, engine="paged", **kw)
     b = plain_generate(peaked_target, ids, mask, engine="paged", **kw)
@@ -99,7 +89,7 @@ def test_plain_rejects_bad_engines():
 def test_generator_records_draft_probabilities(peaked_target, temperature):
     """An oracle with scale 0 drafts from the uniform distribution: every q(d_k) is 1/V."""
     drafter = OracleDrafter(peaked_target, block_size=3, scale=0.0)
-    ids, mask = _prompts()
+    ids, mask = padded_prompts()
     drafter.first_tokens = [int(ids[b][mask[b].bool()][0]) for b in range(3)]
     gen = dspark.SpeculativeGenerator(peaked_target, drafter, record_draft_probs=True)
     out = gen.generate(ids, mask, max_new_tokens=8, temperature=temperature, seed=2)
