@@ -153,12 +153,13 @@ class Engine(SpeculationControl):
         vocab = int(self.runner.config.vocab_size)
         if not prompt:
             raise ValueError("prompt_token_ids: expected at least one token, got none")
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ValueError(f"prompt_token_ids: expected ids in [0, {vocab}), got {prompt}")
+        bad = [t for t in prompt if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompt_token_ids: expected token ids in [0, {vocab}), got {bad[:5]}")
         if len(prompt) >= self.max_model_len:
             raise ValueError(
                 f"prompt_token_ids: expected fewer than max_model_len={self.max_model_len} "
-                f"tokens, got {len(prompt)}"
+                f"tokens (the model's context), got {len(prompt)}"
             )
         max_tokens = params.max_tokens
         if max_tokens is None:

@@ -182,10 +182,9 @@ class SpeculationControl:
         request (plain decoding is never refused).
         """
         slos = [(r.tpot_slo, r) for r in decode if r.tpot_slo is not None]
-        if not slos or not hasattr(self.scheduler, "sps"):
+        table = self._verify_table() if slos else None
+        if table is None:
             return None
-        sps = self.scheduler.sps
-        table = sps.table() if hasattr(sps, "table") else sps
         allowed = min(slo * (1.0 + sum(r.accepted) / max(1, r.num_steps)) for slo, r in slos)
         grid = [int(b) for b in table.tokens]
         fits = [b for b in grid if table.step_time(b) <= allowed]
