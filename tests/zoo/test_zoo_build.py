@@ -110,6 +110,75 @@ def test_export_load_and_checksums(built, tmp_path):
         verify_zoo(tmp_path)
 
 
+def test_feature_cache_holds_the_targets_features_and_trains_a_drafter(built, tmp_path):
+    from dspark.models import load_target
+    from dspark.models.config import default_feature_layers
+    from dspark.training.feature_cache import TargetCache, target_outputs
+    from dspark.zoo.drafters import build_feature_cache, train_zoo_drafter
+
+    target = load_target(built / "target" / "model", dtype=torch.float32)
+    samples = load_samples(built / "data")
+    layers = default_feature_layers(target.config.num_hidden_layers)
+    # batches of 4 ragged samples: right padding must not change any row's features
+    man = build_feature_cache(tmp_path / "cache", target, samples, layers, batch_size=4)
+    assert man["num_samples"] == len(samples)
+    cache = TargetCache(tmp_path / "cache")
+    for i, s in enumerate(samples):
+        row = cache[i]
+        assert torch.equal(row["input_ids"], s.input_ids)
+        assert torch.equal(row["loss_mask"], s.loss_mask)
+        feats, _ = target_outputs(target, s.input_ids[None], None, layers)  # alone, unpadded
+        torch.testing.assert_close(row["features"], feats[0], rtol=1e-2, atol=1e-2)  # bf16
+    rec = train_zoo_drafter(
+        tmp_path / "dspark",
+        "dspark",
+        target,
+        built / "target" / "model",
+        None,
+        TINY_DRAFTERS,
+        cache_dir=tmp_path / "cache",
+        mask_token_id=1,
+        progress=False,
+    )
+    assert rec["done"] and rec["source"] == "target cache" and math.isfinite(rec["final_loss"])
+    assert (tmp_path / "dspark" / "model" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="samples/cache_dir"):
+        train_zoo_drafter(
+            tmp_path / "x", "dspark", target, built / "target" / "model", samples,
+            TINY_DRAFTERS, cache_dir=tmp_path / "cache",
+        )  # fmt: skip
+
+
+def test_greedy_data_is_the_targets_greedy_continuation(built, tmp_path):
+    from dspark.models import load_target
+    from dspark.zoo.build import load_tokens
+    from dspark.zoo.drafters import generate_data
+    from dspark.zoo.tokenizer import load_tokenizer
+
+    target = load_target(built / "target" / "model", dtype=torch.float32)
+    cfg = DataConfig(
+        num_samples=3, prompt_tokens=12, new_tokens=8, batch_size=3, shard_size=3, temperature=0
+    )
+    tokens = load_tokens(built / "tokens.npz")
+    eos = load_tokenizer(built / "tokenizer").convert_tokens_to_ids("<|endoftext|>")
+    generate_data(tmp_path / "d", target, tokens, cfg, eos_token_id=eos, progress=False)
+    for s in load_samples(tmp_path / "d"):
+        ids = s.input_ids[: cfg.prompt_tokens].tolist()
+        with torch.no_grad():  # reference: argmax of a full forward, one token at a time
+            while len(ids) < len(s.input_ids):
+                logits = target(torch.tensor([ids])).logits[0, -1]
+                if len(ids) == cfg.prompt_tokens:  # min_new_tokens=1: no end-of-text first
+                    logits[eos] = -float("inf")
+                ids.append(int(logits.argmax()))
+                if ids[-1] == eos:
+                    break
+        assert s.input_ids.tolist() == ids
+    with pytest.raises(ValueError, match="temperature"):
+        generate_data(
+            tmp_path / "e", target, tokens, DataConfig(temperature=-1.0), eos_token_id=eos
+        )
+
+
 def _cached_runs(root, domain, method):
     """Per-prompt payloads the demo's evaluation cached (ordered by prompt index)."""
     files = sorted((root / "cache" / domain / method).glob("*.json"))

@@ -25,6 +25,7 @@ __all__ = [
     "DRAFTER_RECIPES",
     "DataConfig",
     "DrafterTrainConfig",
+    "build_feature_cache",
     "generate_data",
     "load_samples",
     "train_zoo_drafter",
@@ -42,7 +43,7 @@ DRAFTER_RECIPES: dict[str, dict[str, Any]] = {
 @dataclass
 class DataConfig:
     """Target-sampled training data: ``num_samples`` corpus windows of ``prompt_tokens`` tokens,
-    each continued by the target for up to ``new_tokens`` tokens at ``temperature``."""
+    each continued by the target for up to ``new_tokens`` tokens at ``temperature`` (0: greedy)."""
 
     num_samples: int = 4096
     prompt_tokens: int = 96
@@ -111,6 +112,13 @@ def generate_data(
     t0 = time.monotonic()
     target.eval()
     bar = tqdm(total=cfg.num_samples, disable=not progress, desc="zoo data", unit="seq")
+    if cfg.temperature < 0:
+        raise ValueError(f"cfg.temperature: expected >= 0 (0 = greedy), got {cfg.temperature}")
+    sampling: dict[str, Any] = (
+        {"do_sample": True, "temperature": cfg.temperature, "top_k": 0, "top_p": 1.0}
+        if cfg.temperature > 0
+        else {"do_sample": False}
+    )
     for s in range(num_shards):
         path = out / f"shard-{s:05d}.npz"
         n = min(cfg.shard_size, cfg.num_samples - s * cfg.shard_size)
@@ -131,10 +139,7 @@ def generate_data(
                 y = target.generate(
                     input_ids=x,
                     attention_mask=torch.ones_like(x),
-                    do_sample=True,
-                    temperature=cfg.temperature,
-                    top_k=0,
-                    top_p=1.0,
+                    **sampling,
                     max_new_tokens=cfg.new_tokens,
                     min_new_tokens=1,
                     pad_token_id=eos_token_id,
@@ -188,24 +193,74 @@ def load_samples(data_dir: str | Path) -> list[Any]:
     return samples
 
 
+def build_feature_cache(
+    cache_dir: str | Path,
+    target: Any,
+    samples: list[Any],
+    feature_layers: list[int],
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the target once over ``samples`` and store their features (offline training).
+
+    One pass of the target replaces a target forward in every training step of every drafter
+    (they share the feature layers). The cache is written beside ``cache_dir`` and swapped in
+    whole (:class:`dspark.training.feature_cache.CacheWriter`); an existing complete cache is
+    kept. Returns the cache manifest.
+    """
+    from tqdm.auto import tqdm
+
+    from dspark.training.feature_cache import MANIFEST, CacheWriter, TargetCache, target_outputs
+
+    dest = Path(cache_dir)
+    if (dest / MANIFEST).exists():
+        return TargetCache(dest).manifest
+    writer = CacheWriter(dest, target, feature_layers, shard_tokens=1 << 18)
+    # Similar lengths batched together: little padding (right-padded, masked).
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
+    target.eval()
+    bar = tqdm(total=len(samples), disable=not progress, desc="zoo cache", unit="seq")
+    for b in range(0, len(order), batch_size):
+        group = [samples[i] for i in order[b : b + batch_size]]
+        width = max(len(s.input_ids) for s in group)
+        ids = torch.zeros(len(group), width, dtype=torch.long)
+        att = torch.zeros(len(group), width, dtype=torch.long)
+        for r, s in enumerate(group):
+            ids[r, : len(s.input_ids)] = s.input_ids
+            att[r, : len(s.input_ids)] = 1
+        feats, last = target_outputs(target, ids, att, feature_layers)
+        for r, (i, s) in enumerate(zip(order[b : b + batch_size], group, strict=True)):
+            n = len(s.input_ids)
+            writer.add(s.input_ids, s.loss_mask, feats[r, :n], last[r, :n], sample_id=i)
+        bar.update(len(group))
+    bar.close()
+    return writer.close()
+
+
 def train_zoo_drafter(
     run_dir: str | Path,
     kind: str,
     target: Any,
     target_dir: str | Path,
-    samples: list[Any],
+    samples: list[Any] | None,
     cfg: DrafterTrainConfig,
     *,
     budget_seconds: float | None = None,
     progress: bool = True,
     mask_token_id: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) one zoo drafter with :class:`dspark.training.Trainer` in online mode.
+    """Train (or resume) one zoo drafter with :class:`dspark.training.Trainer`.
 
-    Checkpoints go to ``run_dir/run``; once all steps are done the final drafter is written in
-    bfloat16 to ``run_dir/model`` with ``train_record.json`` (tokens, steps, loss, estimated
-    per-position acceptance). Returns the record (``done`` False when the budget ran out).
+    Online (target features computed every step from ``samples``) or, with ``cache_dir``, offline
+    from a cache built by :func:`build_feature_cache`. Checkpoints go to ``run_dir/run``; once all
+    steps are done the final drafter is written in bfloat16 to ``run_dir/model`` with
+    ``train_record.json`` (tokens, steps, loss, estimated per-position acceptance). Returns the
+    record (``done`` False when the budget ran out).
     """
+    if (samples is None) == (cache_dir is None):
+        raise ValueError("samples/cache_dir: expected exactly one (online or offline training)")
     from dspark.models.config import DrafterConfig
     from dspark.training import OnlineSource, TrainConfig, Trainer
 
@@ -216,7 +271,8 @@ def train_zoo_drafter(
     tc = TrainConfig(
         kind=kind,
         target=str(target_dir),
-        data=str(run / "samples"),  # informational: the source is passed in
+        data=None if cache_dir is not None else str(run / "samples"),  # informational
+        cache=None if cache_dir is None else str(cache_dir),
         output_dir=str(run / "run"),
         drafter=recipe,
         max_steps=cfg.steps,
@@ -233,7 +289,8 @@ def train_zoo_drafter(
         progress=progress,
     )
     layers = DrafterConfig.for_target(kind, target.config, **recipe).feature_layers
-    trainer = Trainer(tc, target=target, source=OnlineSource(samples, target, layers))
+    source = None if samples is None else OnlineSource(samples, target, layers)
+    trainer = Trainer(tc, target=target, source=source)
     trainer.run(budget_seconds=budget_seconds)
     log = [json.loads(x) for x in (run / "run" / "log.jsonl").read_text().splitlines()]
     done = trainer.step >= trainer.total_steps
@@ -243,7 +300,8 @@ def train_zoo_drafter(
         "drafter": recipe,
         "train": {k: v for k, v in asdict(cfg).items() if k != "recipes"},
         "steps": trainer.step,
-        "samples": len(samples),
+        "samples": len(samples) if samples is not None else None,
+        "source": "online" if cache_dir is None else "target cache",
         # tokens per step are logged every log_every steps: the total is estimated from them
         "tokens_seen": int(np.mean([r["tokens"] for r in log]) * trainer.step) if log else 0,
         "final_loss": float(np.mean([r["loss"] for r in tail])) if tail else None,
