@@ -101,6 +101,7 @@ def stage_data(samples: int) -> None:
         for t, c in cfgs.items()
     }
     if all(r["done"] for r in recs.values()):
+        (STATE / "data").mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             STATE / "data" / "data_record.json",
             {
