@@ -106,14 +106,14 @@ def generate_data(
     """
     from tqdm.auto import tqdm
 
+    if cfg.temperature < 0:
+        raise ValueError(f"cfg.temperature: expected >= 0 (0 = greedy), got {cfg.temperature}")
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     num_shards = -(-cfg.num_samples // cfg.shard_size)
     t0 = time.monotonic()
     target.eval()
     bar = tqdm(total=cfg.num_samples, disable=not progress, desc="zoo data", unit="seq")
-    if cfg.temperature < 0:
-        raise ValueError(f"cfg.temperature: expected >= 0 (0 = greedy), got {cfg.temperature}")
     sampling: dict[str, Any] = (
         {"do_sample": True, "temperature": cfg.temperature, "top_k": 0, "top_p": 1.0}
         if cfg.temperature > 0
