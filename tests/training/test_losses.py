@@ -59,8 +59,14 @@ def test_block_loss_matches_reference(small_target, kind, chunk, heads):
     assert parts.accept_count.tolist() == valid.float().sum(0).tolist()
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-table", "chunked-checkpointed"])
 @pytest.mark.parametrize("heads", [True, False])
-def test_eagle3_loss_matches_reference(small_target, heads):
+def test_eagle3_loss_matches_reference(small_target, heads, whole, monkeypatch):
+    # Both code paths: the whole (T, V) target table without checkpointing (small vocabularies)
+    # and the per-chunk recomputation under checkpointing (large ones).
+    import dspark.training.losses as losses
+
+    monkeypatch.setattr(losses, "_SMALL_ELEMS", 1 << 40 if whole else 0)
     d = build_drafter("eagle3", small_target, block_size=3, feature_layers=[0, 1])
     ids, cu, mask, feats, last = _packed(small_target)
     full = d.forward_train(feats, ids, cu)
