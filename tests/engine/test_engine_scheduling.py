@@ -9,6 +9,7 @@ import torch
 from dspark import LoadMonitor, PrefixScheduler, SamplingParams, SpsTable
 from dspark.engine.engine import Engine
 from dspark.models import build_drafter
+from dspark.scheduler import AsyncPrefixScheduler
 from tests._tiny import greedy_reference, tiny_qwen3
 
 
@@ -45,6 +46,45 @@ def test_auto_scheduler_profiles_then_learns_from_steps(pair):
         assert o == greedy_reference(target, torch.tensor([p]), 12)[0, len(p) :].tolist()
     assert eng.monitor.num_observations > 0
     assert eng.num_free_pages == eng.runner.cache.num_pages
+
+
+class _CountingAsync(AsyncPrefixScheduler):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.steps = self.skips = 0
+
+    def step(self, *a, **kw):
+        self.steps += 1
+        return super().step(*a, **kw)
+
+    def skip(self):
+        self.skips += 1
+        super().skip()
+
+
+def test_async_prefix_scheduler_drives_the_engine_losslessly(pair):
+    """The asynchronous variant plans K from confidences `delay` steps back: greedy outputs stay
+    the target's, its LoadMonitor is refined, steps that draft nothing advance it by `skip`."""
+    target = pair[0]
+    eng = _engine(pair, speculation="fixed")
+    sched = _CountingAsync(LoadMonitor(eng.profile_step_cost(context_len=8, repeats=1)))
+    eng.set_speculation("scheduler", scheduler=sched)
+    assert eng.monitor is sched.sps
+    eng.horizon.choose = lambda num_requests, step_time: eng.max_k  # always draft G
+    prompts = [[1, 2, 3], [9, 8, 7, 6], [5] * 7]
+    outs = eng.generate(prompts, _greedy(12))
+    for p, o in zip(prompts, outs, strict=True):
+        assert o == greedy_reference(target, torch.tensor([p]), 12)[0, len(p) :].tolist()
+    assert sched.steps > sched.delay and eng.monitor.num_observations > 0
+    # A horizon that never drafts: every decode step is a skip.
+    eng.horizon.choose = lambda num_requests, step_time: 0
+    before = sched.steps
+    outs = eng.generate(prompts[:1], _greedy(6))
+    assert outs[0] == greedy_reference(target, torch.tensor([prompts[0]]), 6)[0, 3:].tolist()
+    assert sched.steps == before and sched.skips >= 5
+    assert eng.num_free_pages == eng.runner.cache.num_pages
+    auto = _engine(pair, speculation="fixed").auto_scheduler(16, asynchronous=True, delay=1)
+    assert isinstance(auto, AsyncPrefixScheduler) and auto.delay == 1
 
 
 def test_set_speculation_switches_between_runs_only(pair):

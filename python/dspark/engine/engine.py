@@ -50,7 +50,10 @@ class Engine(SpeculationControl):
     num_draft_tokens : int, optional
         Drafts per request and step (``K``; default the drafter's block size).
     scheduler : object with ``schedule(confidence[R, G], remaining_tokens=[R]) -> [R]``
-        Chooses verify lengths in ``"scheduler"`` mode (e.g. ``dspark.PrefixScheduler``).
+        Chooses verify lengths in ``"scheduler"`` mode (e.g. ``dspark.PrefixScheduler``), or
+        a :class:`dspark.scheduler.AsyncPrefixScheduler` (its ``step``; its ``skip`` on steps
+        that draft nothing). Either one's ``sps``, when a ``LoadMonitor``, is refined from
+        measured steps.
         Default for a drafter with confidences: :meth:`auto_scheduler`, a ``PrefixScheduler``
         on a ``LoadMonitor`` started from the engine's own measured step cost and refined from
         every verification step's measured time.
@@ -357,6 +360,8 @@ class Engine(SpeculationControl):
             h = self.horizon.choose(len(decode), cost)  # tokens per step win
         caps = [max(0, min(h, r.remaining - 1)) for r in decode]
         if max(caps) == 0:
+            if self.speculation == "scheduler" and hasattr(self.scheduler, "skip"):
+                self.scheduler.skip()  # an AsyncPrefixScheduler's step without confidences
             return none
         t0 = time.perf_counter()
         state = self._rows.flush()  # the state's rows are `decode` now
@@ -370,7 +375,10 @@ class Engine(SpeculationControl):
             rem = torch.tensor([r.remaining for r in decode])
             budget = self._slo_budget(decode)
             kw = {} if budget is None else {"token_budget": budget}
-            lengths = self.scheduler.schedule(conf, remaining_tokens=rem, **kw)
+            if hasattr(self.scheduler, "next_capacity"):  # AsyncPrefixScheduler
+                lengths = self.scheduler.step(conf, remaining_tokens=rem, **kw)
+            else:
+                lengths = self.scheduler.schedule(conf, remaining_tokens=rem, **kw)
             lengths = torch.as_tensor(lengths).tolist()
             k = [min(int(n), c) for n, c in zip(lengths, caps, strict=True)]
         else:

@@ -160,12 +160,18 @@ class SpeculationControl:
                 if rid in cache:
                     cache.free(rid)
 
-    def auto_scheduler(self, context_len: int = 256) -> Any:
-        """A :class:`dspark.PrefixScheduler` on a :class:`dspark.LoadMonitor` started from this
-        engine's measured step cost (:meth:`profile_step_cost`); steps refine it online."""
-        from dspark.scheduler import LoadMonitor, PrefixScheduler
+    def auto_scheduler(
+        self, context_len: int = 256, *, asynchronous: bool = False, delay: int = 2
+    ) -> Any:
+        """A :class:`dspark.PrefixScheduler` (or, ``asynchronous``, an
+        :class:`dspark.scheduler.AsyncPrefixScheduler` whose capacity lags ``delay`` steps) on a
+        :class:`dspark.LoadMonitor` started from this engine's measured step cost
+        (:meth:`profile_step_cost`); steps refine it online."""
+        from dspark.scheduler import AsyncPrefixScheduler, LoadMonitor, PrefixScheduler
 
         self.monitor = LoadMonitor(self.profile_step_cost(context_len))
+        if asynchronous:
+            return AsyncPrefixScheduler(self.monitor, delay=delay)
         return PrefixScheduler(self.monitor)
 
     def _verify_table(self) -> Any:

@@ -278,13 +278,14 @@ class AsyncPrefixScheduler:
                 sps.interpolation,  # type: ignore[arg-type]
             )
         self._target = sps
+        self.sps = sps  # the curve it plans on (an engine refines a LoadMonitor here)
         self.draft_seconds = float(draft_seconds)
         self._planner = PrefixScheduler(engine, early_stop=False)
         self._fallback = PrefixScheduler(engine, early_stop=True)
         self.delay = delay
         self._pending: list[int] = []
 
-    def _plan(self, confidences: torch.Tensor, max_lengths: torch.Tensor | int | None) -> int:
+    def _plan(self, confidences: torch.Tensor, max_lengths: torch.Tensor | None) -> int:
         res = self._planner.schedule_with_summary(confidences, max_lengths=max_lengths)
         num_req = int(res.lengths.shape[0])
         no_draft = self.draft_seconds > 0 and isinstance(self._target, SpsTable)
@@ -307,13 +308,24 @@ class AsyncPrefixScheduler:
         self._pending.append(self._pending[-1] if self._pending else 0)
 
     def step(
-        self, confidences: torch.Tensor, *, max_lengths: torch.Tensor | int | None = None
+        self,
+        confidences: torch.Tensor,
+        *,
+        max_lengths: torch.Tensor | int | None = None,
+        remaining_tokens: torch.Tensor | int | None = None,
+        token_budget: int | None = None,
     ) -> torch.Tensor:
-        """Lengths for this step (Tensor (R,) int32); records this step's capacity for later."""
+        """Lengths for this step (Tensor (R,) int32); records this step's capacity for later.
+
+        ``max_lengths``, ``remaining_tokens`` and ``token_budget`` cap this step as in
+        :meth:`PrefixScheduler.schedule` (the budget applies to this step's admission only; the
+        recorded capacity is the unconstrained plan)."""
+        c = _as_confidences(confidences)
+        caps = _with_remaining(_as_caps(max_lengths, c.shape[0]), remaining_tokens, c.shape[0])
         if len(self._pending) >= self.delay:
             k = self._pending.pop(0)
-            lengths = self._planner.admit_top_k(confidences, k, max_lengths=max_lengths)
+            lengths = self._planner.admit_top_k(c, k, max_lengths=caps, token_budget=token_budget)
         else:
-            lengths = self._fallback.schedule(confidences, max_lengths=max_lengths)
-        self._pending.append(self._plan(confidences, max_lengths))
+            lengths = self._fallback.schedule(c, max_lengths=caps, token_budget=token_budget)
+        self._pending.append(self._plan(c, caps))
         return lengths

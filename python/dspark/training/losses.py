@@ -220,10 +220,7 @@ def eagle3_loss(
         row_idx = lab_idx - 1
         for lo in range(0, total, chunk):
             sl = slice(lo, lo + chunk)
-            if logp_all is not None:
-                rows = logp_all[row_idx[sl]]
-            else:
-                rows = last_hidden[row_idx[sl]]
+            rows = (logp_all if logp_all is not None else last_hidden)[row_idx[sl]]
             args = (drafter, src[s, sl], rows, out.labels[s, sl], m[sl], from_hidden, small)
             if torch.is_grad_enabled() and src.requires_grad and not small:
                 ce, acc, cor = checkpoint(_eagle_chunk, *args, use_reentrant=False)
