@@ -9,6 +9,7 @@ the three drafters offline from that cache. Stages::
     python tools/zoo_v2.py data --samples 2048     # per temperature, ~8 min
     python tools/zoo_v2.py cache                   # one target pass, ~5 min, ~3 GB
     python tools/zoo_v2.py drafter dspark --steps 3200 --threads 1   # run the three side by side
+    python tools/zoo_v2.py heldout dspark --every 200   # held-out tau per checkpoint (plateau)
     python tools/zoo_v2.py export                  # into python/dspark/zoo/weights/
 
 Finished stages are kept in ``zoo/v2/`` (committed: the target model and the data shards), so a
@@ -146,6 +147,65 @@ def stage_drafter(kind: str, steps: int) -> None:
     print(json.dumps({k: v for k, v in rec.items() if k != "loss_curve"}))
 
 
+def stage_heldout(kind: str, every: int) -> None:
+    """Held-out acceptance of ``kind``'s checkpoints (every ``every`` steps and the last):
+    tau on the zoo's held-out prompts (6 per domain, 64 tokens, T=0 and T=1) per step, written
+    to ``zoo/v2/drafters/KIND/heldout_curve.json`` and plotted beside it: the plateau check."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dspark.demo_table import demo_rows
+    from dspark.eval import EvalConfig, evaluate
+    from dspark.models import Drafter
+    from dspark.utils.io import atomic_write_json
+    from dspark.zoo.tokenizer import load_tokenizer
+
+    run = WORK / "drafters" / kind / "run"
+    ckpts = sorted(run.glob("step-*[0-9]"))
+    if not ckpts:
+        raise SystemExit(f"heldout: no checkpoints of {kind} in {run}")
+    steps = {int(c.name.split("-")[1]): c for c in ckpts}
+    chosen = sorted(n for n in steps if n % every == 0 or n == max(steps))
+    target, tok = _target(), load_tokenizer(STATE / "tokenizer")
+    drafters = {
+        f"step{n}": Drafter.from_pretrained(steps[n], target, verify=False).float().eval()
+        for n in chosen
+    }
+    prompts = {d: str(STATE / "prompts" / f"{d}.jsonl") for d in ("code", "prose")}
+    curve: dict[str, dict[str, list[float]]] = {}
+    for t in (0.0, 1.0):
+        cfg = EvalConfig(
+            max_new_tokens=64,
+            temperature=t,
+            max_samples=6,
+            baseline=False,
+            plain=False,
+            peers=(),
+            resume=False,
+        )
+        rep = evaluate(target, drafters, prompts, tokenizer=tok, config=cfg, plots=False)
+        for r in demo_rows(rep, list(drafters)):
+            key = f"{r['domain']} T={t:g}"
+            curve.setdefault(key, {"step": [], "tau": [], "acc1": [], "auc1": []})
+            curve[key]["step"].append(int(r["drafter"][4:]))
+            curve[key]["tau"].append(round(float(r["tau"]), 4))
+            curve[key]["acc1"].append(round(float(r["accept_pos1"]), 4))
+            curve[key]["auc1"].append(round(float(r["auc_pos1"]), 4))
+    dest = STATE / "drafters" / kind
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(dest / "heldout_curve.json", {"kind": kind, "curve": curve})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, c in curve.items():
+        ax.plot(c["step"], c["tau"], marker="o", label=key)
+    ax.set(xlabel="training step", ylabel="held-out tau", title=f"zoo v2 {kind}: held-out tau")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(dest / "heldout_curve.png", dpi=100)
+    print(json.dumps(curve))
+
+
 def stage_export() -> None:
     from dspark.zoo import package
 
@@ -160,11 +220,12 @@ def stage_export() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("stage", choices=["target", "data", "cache", "drafter", "export"])
+    p.add_argument("stage", choices=["target", "data", "cache", "drafter", "heldout", "export"])
     p.add_argument("kind", nargs="?", choices=["dspark", "dflash", "eagle3"])
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--samples", type=int, default=2048, help="per temperature (data stage)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--every", type=int, default=200, help="checkpoint spacing (heldout stage)")
     a = p.parse_args(argv)
     import torch
 
@@ -179,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.kind is None:
             p.error("drafter: expected a kind (dspark, dflash or eagle3)")
         stage_drafter(a.kind, a.steps or 3200)
+    elif a.stage == "heldout":
+        if a.kind is None:
+            p.error("heldout: expected a kind (dspark, dflash or eagle3)")
+        stage_heldout(a.kind, a.every)
     else:
         stage_export()
     return 0
