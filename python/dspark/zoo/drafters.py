@@ -31,8 +31,9 @@ __all__ = [
     "train_zoo_drafter",
 ]
 
-# Drafter geometry for the zoo (the target has 6 layers, d=256). DSpark and DFlash share the
-# parallel backbone (2 layers); Eagle3 is the reference's single autoregressive layer.
+# Drafter geometry for the zoo (d=256 targets: 12 layers in zoo v2, 6 from `dspark zoo build`).
+# DSpark and DFlash share the parallel backbone (2 layers); Eagle3 is the reference's single
+# autoregressive layer.
 DRAFTER_RECIPES: dict[str, dict[str, Any]] = {
     "dspark": {"num_layers": 2, "block_size": 7, "markov_rank": 64, "confidence_head": True},
     "dflash": {"num_layers": 2, "block_size": 7},
