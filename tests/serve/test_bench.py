@@ -299,9 +299,10 @@ def test_sweep_sets_every_mode_and_restores_the_setting():
         runs, skipped = asyncio.run(run_sweep(cfg, [1, 3]))
         modes = s.state.modes_set
     plan = [("none", None), ("fixed", 1), ("fixed", 2), ("scheduler", None)]
-    assert modes == [*plan, ("fixed", 2)] and skipped == []
+    assert modes == [*plan, *plan, ("fixed", 2)] and skipped == []
+    # concurrency-major: every mode at one concurrency back to back
     assert [(r.mode, r.k, r.concurrency) for r in runs] == [
-        (m, k, c) for m, k in plan for c in (1, 3)
+        (m, k, c) for c in (1, 3) for m, k in plan
     ]
     assert all(r.summary["completed"] == 3 for r in runs)
     table = format_table(runs).splitlines()

@@ -297,9 +297,11 @@ async def run_sweep(
     With ``speculation`` and a server that has ``/v1/dspark/speculation``, the modes are
     ``none``, ``fixed`` with K = 1..G (G = its ``max_k``; or the ``ks`` given) and
     ``scheduler``, each set by PUT
-    before its runs (a mode the server refuses, e.g. 400 without a drafter, is skipped with its
+    before its run (a mode the server refuses, e.g. 400 without a drafter, is skipped with its
     reason); the server's setting is restored at the end. Otherwise every run is mode
-    ``"server"``. Runs are ordered mode-major, then by concurrency as given.
+    ``"server"``. Runs are ordered concurrency-major (as given), every mode at one concurrency
+    back to back, so that a slow drift of the machine (warm-up, other jobs) biases the modes
+    compared at one concurrency alike rather than whichever mode ran first.
     """
     cs = [int(c) for c in concurrencies]
     if not cs or min(cs) < 1:
@@ -318,12 +320,16 @@ async def run_sweep(
             fixed = range(1, int(original.get("max_k") or 0) + 1) if ks is None else ks
             plan = [("none", None), *(("fixed", int(k)) for k in fixed), ("scheduler", None)]
         try:
-            for mode, k in plan:
-                if original is not None and (why := await set_speculation(client, mode, k)):
-                    skipped.append({"mode": mode, "k": k, "reason": why})
-                    continue
-                for c in cs:
-                    run_cfg = dataclasses.replace(cfg, concurrency=c)
+            refused: set[tuple[str, int | None]] = set()
+            for c in cs:
+                run_cfg = dataclasses.replace(cfg, concurrency=c)
+                for mode, k in plan:
+                    if (mode, k) in refused:
+                        continue
+                    if original is not None and (why := await set_speculation(client, mode, k)):
+                        skipped.append({"mode": mode, "k": k, "reason": why})
+                        refused.add((mode, k))
+                        continue
                     results.append(
                         await run_benchmark(run_cfg, mode=mode, k=k, prompts=prompts, client=client)
                     )
