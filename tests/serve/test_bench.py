@@ -337,10 +337,10 @@ def test_cli_bench_serve_sweep_writes_json_and_png(tmp_path, capsys):
         argv += ["--json", str(out), "--plot", str(png), "--no-progress", "--set", "warmup=0"]
         assert main([*argv, "--set", "timeout=5"]) == 0
         plan = [("none", None), ("fixed", 2), ("scheduler", None)]
-        assert s.state.modes_set == [*plan, ("fixed", 2)]  # then the setting is restored
+        assert s.state.modes_set == [*plan, *plan, ("fixed", 2)]  # a pass per concurrency, restored
     doc = json.loads(out.read_text())
     assert [(r["mode"], r["k"], r["concurrency"]) for r in doc["runs"]] == [
-        (m, k, c) for m, k in plan for c in (1, 2)
+        (m, k, c) for c in (1, 2) for m, k in plan
     ]
     for r in doc["runs"]:
         for key in ("output_tok_s", "tpot_p50_ms", "ttft_p50_ms", "errors", "goodput_req_s"):
