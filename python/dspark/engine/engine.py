@@ -360,8 +360,7 @@ class Engine(SpeculationControl):
             h = self.horizon.choose(len(decode), cost)  # tokens per step win
         caps = [max(0, min(h, r.remaining - 1)) for r in decode]
         if max(caps) == 0:
-            if self.speculation == "scheduler" and hasattr(self.scheduler, "skip"):
-                self.scheduler.skip()  # an AsyncPrefixScheduler's step without confidences
+            self._skip_schedule()
             return none
         t0 = time.perf_counter()
         state = self._rows.flush()  # the state's rows are `decode` now
@@ -371,15 +370,7 @@ class Engine(SpeculationControl):
         anchor = torch.tensor([r.anchor for r in decode], device=self.device)
         prop = self.drafter.propose(state, anchor, num_tokens=h, **self._sampling(decode))
         if self.speculation == "scheduler":
-            conf = prop.confidence[:, :h].float().cpu()
-            rem = torch.tensor([r.remaining for r in decode])
-            budget = self._slo_budget(decode)
-            kw = {} if budget is None else {"token_budget": budget}
-            if hasattr(self.scheduler, "next_capacity"):  # AsyncPrefixScheduler
-                lengths = self.scheduler.step(conf, remaining_tokens=rem, **kw)
-            else:
-                lengths = self.scheduler.schedule(conf, remaining_tokens=rem, **kw)
-            lengths = torch.as_tensor(lengths).tolist()
+            lengths = self._schedule(prop.confidence[:, :h].float().cpu(), decode)
             k = [min(int(n), c) for n, c in zip(lengths, caps, strict=True)]
         else:
             k = caps

@@ -174,6 +174,23 @@ class SpeculationControl:
             return AsyncPrefixScheduler(self.monitor, delay=delay)
         return PrefixScheduler(self.monitor)
 
+    def _schedule(self, conf: torch.Tensor, decode: list[Request]) -> list[int]:
+        """Verify lengths from the scheduler for ``decode``'s confidences ``conf [R, h]``
+        (remaining tokens and the TPOT budget applied); an AsyncPrefixScheduler's ``step``."""
+        rem = torch.tensor([r.remaining for r in decode])
+        budget = self._slo_budget(decode)
+        kw = {} if budget is None else {"token_budget": budget}
+        if hasattr(self.scheduler, "next_capacity"):  # AsyncPrefixScheduler
+            lengths = self.scheduler.step(conf, remaining_tokens=rem, **kw)
+        else:
+            lengths = self.scheduler.schedule(conf, remaining_tokens=rem, **kw)
+        return torch.as_tensor(lengths).tolist()
+
+    def _skip_schedule(self) -> None:
+        """A step that drafts nothing: an AsyncPrefixScheduler still advances (``skip``)."""
+        if self.speculation == "scheduler" and hasattr(self.scheduler, "skip"):
+            self.scheduler.skip()
+
     def _verify_table(self) -> Any:
         """The verification step's cost curve (the scheduler's, a snapshot of its monitor)."""
         sps = getattr(self.scheduler, "sps", None)
