@@ -168,10 +168,12 @@ def main() -> None:
         ("random Qwen3 L=6 d=256", random_target(6)),
         ("random Qwen3 L=12 d=256", random_target(12)),
     ]
+    zoo = None
     if args.zoo:
         from dspark.zoo import load_zoo
 
-        targets.insert(0, ("zoo target", load_zoo(assistant=False).target.float().eval()))
+        zoo = load_zoo(assistant=False)
+        targets.insert(0, ("zoo target", zoo.target.float().eval()))
     for name, target in targets:
         for batch in (1, 4):
             bench_target(name, target, timer, table, batch)
@@ -180,10 +182,7 @@ def main() -> None:
         "speedup < 1 in a 'zero-draft round' row = the round's overhead over a plain step "
         "(budget: >= 0.91x, i.e. at most 1.1x the step)"
     )
-    if args.zoo:
-        from dspark.zoo import load_zoo
-
-        zoo = load_zoo(assistant=False)
+    if zoo is not None:
         costs = Table("micro zoo: target decode step (ref) vs drafter propose of G tokens (dspark)")
         for kind in sorted(zoo.drafters):
             step, draft = engine_step_costs(zoo, kind)

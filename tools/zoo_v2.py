@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
+    if a.stage in ("drafter", "heldout") and a.kind is None:
+        p.error(f"{a.stage}: expected a kind (dspark, dflash or eagle3)")
     if a.stage == "target":
         stage_target(a.steps or 800)
     elif a.stage == "data":
@@ -237,12 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.stage == "cache":
         stage_cache()
     elif a.stage == "drafter":
-        if a.kind is None:
-            p.error("drafter: expected a kind (dspark, dflash or eagle3)")
         stage_drafter(a.kind, a.steps or 3200)
     elif a.stage == "heldout":
-        if a.kind is None:
-            p.error("heldout: expected a kind (dspark, dflash or eagle3)")
         stage_heldout(a.kind, a.every)
     else:
         stage_export()

@@ -188,7 +188,7 @@ class SpeculationControl:
 
     def _skip_schedule(self) -> None:
         """A step that drafts nothing: an AsyncPrefixScheduler still advances (``skip``)."""
-        if self.speculation == "scheduler" and hasattr(self.scheduler, "skip"):
+        if self.speculation == "scheduler" and hasattr(self.scheduler, "next_capacity"):
             self.scheduler.skip()
 
     def _verify_table(self) -> Any:

@@ -277,8 +277,7 @@ class AsyncPrefixScheduler:
                 [t + draft_seconds for t in sps.step_times],
                 sps.interpolation,  # type: ignore[arg-type]
             )
-        self._target = sps
-        self.sps = sps  # the curve it plans on (an engine refines a LoadMonitor here)
+        self.sps = sps  # the target's curve (an engine refines a LoadMonitor here)
         self.draft_seconds = float(draft_seconds)
         self._planner = PrefixScheduler(engine, early_stop=False)
         self._fallback = PrefixScheduler(engine, early_stop=True)
@@ -288,8 +287,8 @@ class AsyncPrefixScheduler:
     def _plan(self, confidences: torch.Tensor, max_lengths: torch.Tensor | None) -> int:
         res = self._planner.schedule_with_summary(confidences, max_lengths=max_lengths)
         num_req = int(res.lengths.shape[0])
-        no_draft = self.draft_seconds > 0 and isinstance(self._target, SpsTable)
-        if no_draft and num_req / self._target.step_time(num_req) >= res.objective:
+        no_draft = self.draft_seconds > 0 and isinstance(self.sps, SpsTable)
+        if no_draft and num_req / self.sps.step_time(num_req) >= res.objective:
             return 0  # drafting costs more than the best admission gains
         return res.tokens - num_req
 
